@@ -1,0 +1,177 @@
+"""The records on every topic, in pipeline order. They are the only contract between stages.
+
+Ids are deterministic (a hash of the parent id and the child's index or iteration), so a
+replay after a crash produces the same ids and any consumer can de-duplicate by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def derive_id(prefix: str, *parts: object) -> str:
+    """A short stable id: `prefix-` + 20 hex chars of sha256 over the parts."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return f"{prefix}-{digest[:20]}"
+
+
+def normalise_text(text: str) -> str:
+    """What makes two seeds the same seed: case and runs of white space do not count."""
+    return " ".join(text.split()).casefold()
+
+
+def seed_id_for(text: str) -> str:
+    return derive_id("seed", normalise_text(text))
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    seed_id: str
+    parent_id: str | None
+    created_at: float = Field(default_factory=time.time, description="unix seconds")
+
+
+class LLMCall(BaseModel):
+    """What one LLM call cost; every record that came out of an LLM carries its calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    purpose: str = Field(description="encode, decode, rubrics, tailor, answer_strong, answer_target, judge")
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    attempts: int = 1
+    cached: bool = False
+
+
+class MetadataSummary(BaseModel):
+    """CodecLM's metadata: the use case of an instruction and the skills it needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    use_case: str
+    skills: tuple[str, ...]
+
+
+# -- seeds ---------------------------------------------------------------------------------
+class Seed(Record):
+    """A seed instruction fed by the user; `id == seed_id`, `parent_id` is None."""
+
+    text: str = Field(min_length=1)
+    source: str | None = None
+
+
+# -- metadata ------------------------------------------------------------------------------
+class Metadata(Record):
+    """encode: seed -> use case + skills. `parent_id` is the seed id."""
+
+    seed_text: str
+    metadata: MetadataSummary
+    llm_calls: tuple[LLMCall, ...] = ()
+
+
+# -- basic and tailored ------------------------------------------------------------------------
+class Instruction(Record):
+    """An instruction to answer: basic (iteration 1, from decode) or tailored (iteration >1).
+
+    `root_id` is the id of the basic instruction it descends from; each root ends in exactly
+    one verdict (accepted, rejected) or a dead letter. `siblings` is how many basic
+    instructions decode made for this metadata, so a consumer can tell when a seed is done.
+    """
+
+    root_id: str
+    metadata_id: str
+    iteration: int = Field(ge=1)
+    index: int = Field(ge=0)
+    siblings: int = Field(ge=1)
+    text: str
+    metadata: MetadataSummary
+    rubrics: tuple[str, ...]
+    actions: tuple[str, ...]
+    applied_action: str | None = None
+    llm_calls: tuple[LLMCall, ...] = ()
+
+
+# -- scored ----------------------------------------------------------------------------------
+class JudgeVerdict(BaseModel):
+    """One judge pass: the scores it gave the strong and the target answer (1-10)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strong_first: bool
+    strong_score: float
+    target_score: float
+
+
+class ScoredPair(Record):
+    """contrast: an instruction with both answers and the averaged judge scores."""
+
+    root_id: str
+    iteration: int
+    instruction: Instruction
+    strong_answer: str
+    target_answer: str
+    strong_score: float
+    target_score: float
+    gap: float = Field(description="strong_score - target_score")
+    judgements: tuple[JudgeVerdict, ...]
+    llm_calls: tuple[LLMCall, ...] = ()
+
+
+# -- verdicts --------------------------------------------------------------------------------
+class AcceptedPair(Record):
+    """The sink: a tailored instruction and the response to train on, with its provenance."""
+
+    root_id: str
+    iteration: int
+    instruction: str
+    response: str
+    response_source: Literal["strong", "target"]
+    strong_score: float
+    target_score: float
+    gap: float
+    metadata: MetadataSummary
+    seed_text: str | None = None
+    lineage: tuple[str, ...] = Field(description="ids from the seed down to the scored pair")
+    llm_calls: int = Field(description="LLM calls spent on this pair's instruction, all iterations")
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RejectedInstruction(Record):
+    """An instruction still too easy (|gap| <= threshold) after the last iteration."""
+
+    root_id: str
+    iteration: int
+    instruction: str
+    gap: float
+    reason: str
+
+
+class DeadLetter(Record):
+    """A record that could not be processed, with the reason and the original bytes.
+
+    `seed_id` is "" when the original record could not be read at all.
+    """
+
+    stage: str
+    reason: str
+    error_class: str
+    attempts: int = 1
+    root_id: str | None = None
+    record_id: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    original: str = Field(description="the original value, UTF-8 text or base64")
+    original_encoding: Literal["utf-8", "base64"] = "utf-8"

@@ -1,0 +1,213 @@
+"""The Faust side: one Faust app (and so one consumer group) per stage, all run by one worker.
+
+Each stage's agent reads raw bytes, keeps up to `in_flight_per_stage` records in flight
+(`OrderedAckWindow`), and for each record: decodes it (a bad one is dead-lettered), runs the
+stage's pure-ish `process`, sends every output and waits until the broker has it, and only
+then lets the window ack the record in offset order. So a record is committed only after
+everything derived from it has been produced: at-least-once, with deterministic ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import faust
+import mode
+from faust.types import EventT
+
+from agents import contrast, decode, encode, tailor
+from agents import filter as filter_stage
+from agents.base import Emit, StageContext, StageFailure
+from llm.client import build_clients
+from schemas import DeadLetter, Record, derive_id
+from schemas.codec import CODEC_NAME, DecodeError, decode as decode_record, original_payload
+from streams.admin import faust_credentials
+from streams.ack_window import OrderedAckWindow
+from streams.settings import Settings
+from streams.topics import STAGE_INPUTS, record_type
+
+log = logging.getLogger("codeclm.worker")
+
+Process = Callable[[Record, StageContext], Awaitable[list[Emit]]]
+
+STAGE_PROCESS: dict[str, Process] = {
+    "encode": encode.process,
+    "decode": decode.process,
+    "contrast": contrast.process,
+    "filter": filter_stage.process,
+    "tailor": tailor.process,
+}  # type: ignore[dict-item]
+
+
+@dataclass
+class StageStats:
+    """Counters a stage keeps for `/metrics` and the logs."""
+
+    processed: int = 0
+    dead_lettered: int = 0
+    emitted: dict[str, int] = field(default_factory=dict)
+
+
+class LLMResources(mode.Service):
+    """One aiohttp session and the strong/target/judge clients, shared by every stage of a
+    worker. Started before the stage apps and stopped after them (a worker dependency)."""
+
+    def __init__(self, settings: Settings, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.session: aiohttp.ClientSession | None = None
+        self.context: StageContext | None = None
+        self.ready = asyncio.Event()
+
+    async def on_start(self) -> None:
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        strong, target, judge = build_clients(self.settings, self.session)
+        self.context = StageContext(strong=strong, target=target, judge=judge, pipeline=self.settings.pipeline)
+        self.ready.set()
+
+    async def on_stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def stage_context(self) -> StageContext:
+        await self.ready.wait()
+        assert self.context is not None
+        return self.context
+
+
+class StageRunner:
+    """Handles one event of one stage: decode, process, send, with dead letters for failures."""
+
+    def __init__(self, stage: str, app: faust.App, settings: Settings, resources: LLMResources):
+        self.stage = stage
+        self.settings = settings
+        self.resources = resources
+        self.stats = StageStats()
+        self.process = STAGE_PROCESS[stage]
+        self._topics = {
+            name: app.topic(settings.topic(name), value_serializer=CODEC_NAME, key_serializer="raw")
+            for name in ("metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
+        }
+
+    async def handle(self, event: EventT) -> None:
+        message = event.message
+        topic = message.topic.removeprefix(self.settings.kafka.topic_prefix)
+        raw: bytes | None = message.value
+        try:
+            record = decode_record(record_type(topic), raw)
+        except DecodeError as exc:
+            await self.send([self._dead_letter_unreadable(message, raw, exc)])
+            return
+        context = await self.resources.stage_context()
+        try:
+            emits = await self.process(record, context)
+        except StageFailure as failure:
+            emits = [self._dead_letter(record, message, failure)]
+        await self.send(emits)
+        self.stats.processed += 1
+
+    async def send(self, emits: list[Emit]) -> None:
+        """Send all outputs at once and wait until the broker acknowledged every one."""
+        futures = []
+        for emit in emits:
+            topic = self._topics[emit.topic]
+            # force=True: publish now. Faust would otherwise attach the message to the
+            # current event and publish it at commit time, after the ack we are waiting for.
+            futures.append(await topic.send(key=emit.record.id.encode(), value=emit.record, force=True))
+            self.stats.emitted[emit.topic] = self.stats.emitted.get(emit.topic, 0) + 1
+            if emit.topic == "deadletter":
+                self.stats.dead_lettered += 1
+        await asyncio.gather(*futures)
+
+    def _dead_letter(self, record: Record, message, failure: StageFailure) -> Emit:
+        text, encoding = original_payload(message.value)
+        log.warning("%s: dead-lettering %s: %s", self.stage, record.id, failure.reason)
+        return Emit(
+            "deadletter",
+            DeadLetter(
+                id=derive_id("dead", self.stage, record.id),
+                seed_id=record.seed_id,
+                parent_id=record.id,
+                root_id=getattr(record, "root_id", None),
+                record_id=record.id,
+                stage=self.stage,
+                reason=failure.reason,
+                error_class=failure.error_class,
+                attempts=failure.attempts,
+                source_topic=message.topic,
+                source_partition=message.partition,
+                source_offset=message.offset,
+                original=text,
+                original_encoding=encoding,
+            ),
+        )
+
+    def _dead_letter_unreadable(self, message, raw: bytes | None, exc: DecodeError) -> Emit:
+        text, encoding = original_payload(raw)
+        log.warning("%s: dead-lettering unreadable record at %s[%s]@%s: %s", self.stage, message.topic, message.partition, message.offset, exc)
+        return Emit(
+            "deadletter",
+            DeadLetter(
+                id=derive_id("dead", self.stage, message.topic, message.partition, message.offset),
+                seed_id="",
+                parent_id=None,
+                stage=self.stage,
+                reason=str(exc),
+                error_class=exc.error_class,
+                source_topic=message.topic,
+                source_partition=message.partition,
+                source_offset=message.offset,
+                original=text,
+                original_encoding=encoding,
+            ),
+        )
+
+
+def create_stage_app(stage: str, settings: Settings, resources: LLMResources) -> tuple[faust.App, StageRunner]:
+    """A Faust app for one stage; its consumer group is `<app_id>-<stage>`."""
+    kafka = settings.kafka
+    app = faust.App(
+        f"{settings.worker.app_id}-{stage}",
+        broker=f"kafka://{kafka.bootstrap_servers.replace(',', ';kafka://')}",
+        broker_credentials=faust_credentials(kafka),
+        store="memory://",
+        datadir=str(settings.worker.data_dir / stage),
+        topic_allow_declare=False,  # topics are created by streams.admin (faust's own creation fails on Kafka 4)
+        topic_partitions=kafka.partitions,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        producer_acks=-1,
+        stream_buffer_maxsize=max(4096, settings.worker.in_flight_per_stage * 2),
+    )
+    runner = StageRunner(stage, app, settings, resources)
+    inputs = app.topic(*(settings.topic(name) for name in STAGE_INPUTS[stage]), value_serializer="raw", key_serializer="raw")
+
+    async def run_stage(stream: faust.StreamT) -> None:
+        manual = stream.noack()
+        window: OrderedAckWindow[EventT] = OrderedAckWindow(
+            capacity=settings.worker.in_flight_per_stage,
+            ack=manual.ack,
+            partition_of=lambda event: event.message.tp,
+        )
+        runner.window = window  # type: ignore[attr-defined]
+        try:
+            async for event in manual.events():
+                await window.submit(event, runner.handle)
+        finally:
+            finished = await window.drain(settings.worker.shutdown_timeout_s)
+            if not finished:
+                log.warning("%s: stopped with work in flight; it will be read again", stage)
+
+    app.agent(inputs, name=f"{stage}")(run_stage)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ARG001
+        window = getattr(runner, "window", None)
+        if window is not None:
+            window.forget(set(revoked))
+
+    return app, runner

@@ -1,0 +1,109 @@
+"""One Settings object with Kafka, LLM, pipeline and worker sections, built once and passed down.
+
+Every value comes from (highest first) CLI flags, `CODECLM_*` environment variables with `__`
+between sections (`CODECLM_PIPELINE__GAP_THRESHOLD=2.5`, `CODECLM_STRONG__BASE_URL=...`), then
+the defaults below, which are the paper's settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "codeclm."
+    partitions: int = Field(default=4, ge=1, description="partitions of each pipeline topic")
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: str = Field(default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+    sasl_mechanism: str | None = Field(default=None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class EndpointSettings(BaseModel):
+    """One OpenAI-compatible chat-completions endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="up to and including /v1")
+    model: str = "default"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = Field(default=None, description="a file holding the key (for secret mounts)")
+    max_in_flight: int = Field(default=64, ge=1, description="requests in flight to this endpoint")
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip()
+        return None
+
+
+class PipelineSettings(BaseModel):
+    """The algorithm's numbers; defaults are the CodecLM paper's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_skills: int = Field(default=3, ge=1, description="skills per metadata (encode)")
+    instructions_per_metadata: int = Field(default=10, ge=1, description="basic instructions decoded per metadata")
+    rubrics_per_metadata: int = Field(default=4, ge=1, description="rubrics, each with one action, per metadata")
+    max_iterations: int = Field(default=4, ge=1, description="Self-Rubrics iterations; the basic instruction is 1")
+    gap_threshold: float = Field(default=3.0, ge=0, description="keep a pair when |S(strong)-S(target)| > this")
+    judge_passes: int = Field(default=2, ge=1, description="judge calls per pair, alternating the answer order")
+    generation_temperature: float = Field(default=0.7, ge=0, description="encode, decode, rubrics, tailor")
+    answer_temperature: float = Field(default=0.7, ge=0, description="strong and target answers")
+    judge_temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=1024, ge=16, description="completion budget of generation calls")
+    answer_max_tokens: int = Field(default=1024, ge=16)
+    judge_max_tokens: int = Field(default=256, ge=8)
+    parse_attempts: int = Field(default=3, ge=1, description="asks (with a new sample) before an unparsable answer is dead-lettered")
+    seed: int = Field(default=0, description="seed of the random choice of tailoring actions")
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str = "codeclm"
+    in_flight_per_stage: int = Field(default=512, ge=1, description="records a stage works on at once")
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    data_dir: Path = Field(default=Path(".codeclm-worker"), description="faust's local state")
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"crit", "error", "warn", "info", "debug"}:
+            raise ValueError("log_level is one of crit, error, warn, info, debug")
+        return v
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CODECLM_", env_nested_delimiter="__", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = KafkaSettings()
+    strong: EndpointSettings = EndpointSettings()
+    target: EndpointSettings = EndpointSettings()
+    judge: EndpointSettings | None = Field(default=None, description="defaults to the strong endpoint")
+    pipeline: PipelineSettings = PipelineSettings()
+    worker: WorkerSettings = WorkerSettings()
+
+    @property
+    def judge_endpoint(self) -> EndpointSettings:
+        return self.judge or self.strong
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka.topic_prefix}{name}"

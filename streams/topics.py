@@ -1,0 +1,60 @@
+"""The pipeline's topics in pipeline order, each with the record it holds.
+
+    seeds -encode-> metadata -decode-> basic --+
+                                                +-contrast-> scored -filter-> accepted (sink)
+               tailored <-tailor- retry <-------+                       \\-> rejected
+    deadletter: anything that could not be processed, with the reason and the original bytes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import (
+    AcceptedPair,
+    DeadLetter,
+    Instruction,
+    Metadata,
+    Record,
+    RejectedInstruction,
+    ScoredPair,
+    Seed,
+)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type[Record]
+    holds: str
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("seeds", Seed, "seed instructions fed by the user"),
+    TopicSpec("metadata", Metadata, "use case and skills of each seed (encode)"),
+    TopicSpec("basic", Instruction, "basic instructions, iteration 1 (decode)"),
+    TopicSpec("tailored", Instruction, "harder instructions, iteration 2+ (tailor)"),
+    TopicSpec("scored", ScoredPair, "instructions with strong and target answers and judge scores (contrast)"),
+    TopicSpec("retry", ScoredPair, "scored pairs whose gap was too small, sent back to tailor (filter)"),
+    TopicSpec("accepted", AcceptedPair, "the sink: instruction-response pairs to train on (filter)"),
+    TopicSpec("rejected", RejectedInstruction, "instructions still too easy after the last iteration (filter)"),
+    TopicSpec("deadletter", DeadLetter, "records that could not be processed, with the reason"),
+)
+
+TOPIC_BY_NAME = {t.name: t for t in TOPICS}
+
+# Each stage: its input topics. Stage order is pipeline order.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "encode": ("seeds",),
+    "decode": ("metadata",),
+    "contrast": ("basic", "tailored"),
+    "filter": ("scored",),
+    "tailor": ("retry",),
+}
+
+# Verdicts: each root instruction ends in exactly one of these (or a dead letter).
+TERMINAL_TOPICS = ("accepted", "rejected", "deadletter")
+
+
+def record_type(topic: str) -> type[Record]:
+    return TOPIC_BY_NAME[topic].record

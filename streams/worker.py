@@ -1,0 +1,35 @@
+"""`codeclm worker`: every stage (or the ones named) as Faust apps in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from streams.admin import ensure_topics
+from streams.app import LLMResources, create_stage_app
+from streams.settings import Settings
+from streams.topics import STAGE_INPUTS
+
+log = logging.getLogger("codeclm.worker")
+
+ALL_STAGES = tuple(STAGE_INPUTS)
+
+
+def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> faust.Worker:
+    unknown = set(stages) - set(ALL_STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {', '.join(ALL_STAGES)}")
+    resources = LLMResources(settings)
+    apps = [create_stage_app(stage, settings, resources)[0] for stage in stages]
+    # Dependencies start in order and stop in reverse: the LLM session outlives the stages.
+    return faust.Worker(apps[0], resources, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+
+
+def run_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> None:
+    created = asyncio.run(ensure_topics(settings))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    worker = build_worker(settings, stages)
+    worker.execute_from_commandline()
