@@ -101,4 +101,8 @@ async def ask(
         failure = parsed
     assert failure is not None
     raw = failure.raw if len(failure.raw) <= 500 else failure.raw[:500] + "..."
-    raise StageFailure(f"{purpose}: unparsable answer after {attempts} asks: {failure.reason}; last answer: {raw!r}", "ParseFailure", attempts)
+    raise StageFailure(
+        f"{purpose}: unparsable answer after {attempts} asks: {failure.reason}; last answer: {raw!r}",
+        "ParseFailure",
+        attempts,
+    )

@@ -6,6 +6,7 @@ Kafka 4.x; faust's own topic declaration does not work against Kafka 4 (it logs 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -27,7 +28,10 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for every aiokafka client: bootstrap servers and security settings."""
-    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers, "security_protocol": kafka.security_protocol}
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
     context = ssl_context(kafka)
     if context is not None:
         options["ssl_context"] = context
@@ -53,22 +57,46 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the pipeline's topics that do not exist yet; return the names created."""
+async def topic_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic whose partitions all have a leader (others are left out)."""
+    ready = {}
+    for topic in await admin.describe_topics(topics):
+        parts = topic["partitions"]
+        if topic["error_code"] == 0 and parts and all(p["leader"] >= 0 for p in parts):
+            ready[topic["topic"]] = len(parts)
+    return ready
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the pipeline's topics that do not exist yet and wait until every partition has a
+    leader (right after creation, produce requests would fail with NotLeaderForPartition).
+    Returns the names created."""
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(settings.topic(t.name), settings.kafka.partitions, settings.kafka.replication_factor)
-            for t in TOPICS
-            if settings.topic(t.name) not in existing
-        ]
-        if missing:
-            response = await admin.create_topics(missing)
-            errors = [(name, code, msg) for name, code, msg in response.topic_errors if code not in (0, 36)]
-            if errors:
-                raise RuntimeError(f"could not create topics: {errors}")
-        return [t.name for t in missing]
+        created = await _create_missing(admin, settings)
+        names = [settings.topic(t.name) for t in TOPICS]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(await topic_partitions(admin, names)) < len(names):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"topics {names} have no leader after {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+        return created
     finally:
         await admin.close()
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
+    existing = set(await admin.list_topics())
+    missing = [
+        NewTopic(settings.topic(t.name), settings.kafka.partitions, settings.kafka.replication_factor)
+        for t in TOPICS
+        if settings.topic(t.name) not in existing
+    ]
+    if missing:
+        response = await admin.create_topics(missing)
+        # 36 = TOPIC_ALREADY_EXISTS: another worker created it first.
+        errors = [(name, code, msg) for name, code, msg in response.topic_errors if code not in (0, 36)]
+        if errors:
+            raise RuntimeError(f"could not create topics: {errors}")
+    return [t.name for t in missing]

@@ -22,11 +22,12 @@ from faust.types import EventT
 from agents import contrast, decode, encode, tailor
 from agents import filter as filter_stage
 from agents.base import Emit, StageContext, StageFailure
-from llm.client import build_clients
+from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id
-from schemas.codec import CODEC_NAME, DecodeError, decode as decode_record, original_payload
-from streams.admin import faust_credentials
+from schemas.codec import CODEC_NAME, DecodeError, original_payload
+from schemas.codec import decode as decode_record
 from streams.ack_window import OrderedAckWindow
+from streams.admin import faust_credentials
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS, record_type
 
@@ -64,7 +65,7 @@ class LLMResources(mode.Service):
         self.ready = asyncio.Event()
 
     async def on_start(self) -> None:
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.session = open_session(self.settings)
         strong, target, judge = build_clients(self.settings, self.session)
         self.context = StageContext(strong=strong, target=target, judge=judge, pipeline=self.settings.pipeline)
         self.ready.set()
@@ -148,7 +149,14 @@ class StageRunner:
 
     def _dead_letter_unreadable(self, message, raw: bytes | None, exc: DecodeError) -> Emit:
         text, encoding = original_payload(raw)
-        log.warning("%s: dead-lettering unreadable record at %s[%s]@%s: %s", self.stage, message.topic, message.partition, message.offset, exc)
+        log.warning(
+            "%s: dead-lettering unreadable record at %s[%s]@%s: %s",
+            self.stage,
+            message.topic,
+            message.partition,
+            message.offset,
+            exc,
+        )
         return Emit(
             "deadletter",
             DeadLetter(
@@ -184,7 +192,9 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         stream_buffer_maxsize=max(4096, settings.worker.in_flight_per_stage * 2),
     )
     runner = StageRunner(stage, app, settings, resources)
-    inputs = app.topic(*(settings.topic(name) for name in STAGE_INPUTS[stage]), value_serializer="raw", key_serializer="raw")
+    inputs = app.topic(
+        *(settings.topic(name) for name in STAGE_INPUTS[stage]), value_serializer="raw", key_serializer="raw"
+    )
 
     async def run_stage(stream: faust.StreamT) -> None:
         manual = stream.noack()
@@ -205,7 +215,7 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
     app.agent(inputs, name=f"{stage}")(run_stage)
 
     @app.on_partitions_revoked.connect
-    async def _revoked(app_, revoked, **kwargs) -> None:  # noqa: ARG001
+    async def _revoked(app_, revoked, **kwargs) -> None:
         window = getattr(runner, "window", None)
         if window is not None:
             window.forget(set(revoked))

@@ -64,7 +64,9 @@ def ensure_kafka_jars(log=print) -> Path:
     cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise BrokerError(f"mvn could not fetch the Kafka jars (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        raise BrokerError(
+            f"mvn could not fetch the Kafka jars (exit {result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
     shutil.rmtree(lib, ignore_errors=True)
     tmp.rename(lib)
     marker.touch()
@@ -214,12 +216,24 @@ class EmbeddedBroker:
         config.write_text(server_properties(self.data_dir, state, self.partitions))
         (self.data_dir / "log4j2.xml").write_text(LOG4J2)
         if not (self.data_dir / "kraft-logs" / "meta.properties").exists():
-            self._java(java, lib, "kafka.tools.StorageTool", "format", "--standalone", "-t", state.cluster_id, "-c", str(config))
+            self._java(
+                java,
+                lib,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                state.cluster_id,
+                "-c",
+                str(config),
+            )
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         cmd = self._java_cmd(java, lib, "kafka.Kafka", str(config))
         with open(logs / "stdout.log", "ab") as out:
-            self._process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self._process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         state.pid = self._process.pid
         self._write_state(state)
         self._wait_until_ready(state, timeout)
@@ -263,7 +277,9 @@ class EmbeddedBroker:
         if state is not None and (self.data_dir / "kraft-logs" / "meta.properties").exists():
             busy = [p for p in (state.port, state.controller_port) if not port_is_free(p)]
             if busy:
-                raise BrokerError(f"ports {busy} of the broker in {self.data_dir} are taken; stop what holds them or start with --fresh")
+                raise BrokerError(
+                    f"ports {busy} of the broker in {self.data_dir} are taken; stop what holds them or start with --fresh"
+                )
             return state
         return BrokerState(cluster_id=_cluster_id(), port=free_port(), controller_port=free_port())
 
@@ -297,7 +313,9 @@ class EmbeddedBroker:
                 return
             time.sleep(0.3)
         self.stop(timeout=5)
-        raise BrokerError(f"the broker did not answer on {state.bootstrap} within {timeout:.0f}s; see {self.data_dir / 'logs'}")
+        raise BrokerError(
+            f"the broker did not answer on {state.bootstrap} within {timeout:.0f}s; see {self.data_dir / 'logs'}"
+        )
 
 
 def _cluster_id() -> str:
@@ -317,7 +335,7 @@ async def broker_answers(bootstrap: str) -> bool:
         await admin.start()
         await admin.list_topics()
         return True
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     finally:
         await admin.close()

@@ -48,7 +48,9 @@ def add_settings_flags(parser: argparse.ArgumentParser, pipeline: bool = True) -
         algo = parser.add_argument_group("the algorithm (defaults are the paper's; CODECLM_PIPELINE__<NAME>)")
         for name, info in PipelineSettings.model_fields.items():
             kind = type(info.default) if info.default is not None else str
-            algo.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{info.description or name} (default {info.default})")
+            algo.add_argument(
+                f"--{name.replace('_', '-')}", type=kind, help=f"{info.description or name} (default {info.default})"
+            )
 
 
 def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
@@ -150,7 +152,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
     for topic in TOPICS:
         schema = topic.record.model_json_schema(mode="serialization")
         schema["$id"] = f"codeclm/{topic.name}.schema.json"
-        schema["description"] = f"Records on topic <prefix>{topic.name}: {topic.holds}. " + (schema.get("description") or "")
+        schema["description"] = f"Records on topic <prefix>{topic.name}: {topic.holds}. " + (
+            schema.get("description") or ""
+        )
         (out / f"{topic.name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
     print(f"wrote {len(TOPICS)} JSON Schemas to {out}/")
     return 0
@@ -198,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="examples/seeds.jsonl")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     p.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
-    p.add_argument("--llm-double", action="store_true", help="use the LLM double instead of the local model (fast, for trying things)")
+    p.add_argument(
+        "--llm-double",
+        action="store_true",
+        help="use the LLM double instead of the local model (fast, for trying things)",
+    )
     add_settings_flags(p)
     p.set_defaults(func=cmd_demo)
 

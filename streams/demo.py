@@ -59,7 +59,9 @@ class Children:
     def spawn(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
         log = open(log_path, "ab")  # noqa: SIM115 - closed by the exit stack
         self.stack.callback(log.close)
-        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.stack.callback(stop_process, name, process)
         return process
 
@@ -122,10 +124,21 @@ def start_llm(args: argparse.Namespace, settings: Settings, children: Children, 
     if args.llm_double:
         port = free_port()
         print(f"2/4 starting the LLM double (a stand-in for tests and trials, not a model) on port {port} ...")
-        children.spawn("LLM double", [sys.executable, "-m", "llm.double", "--port", str(port), "--latency-ms", "100", "--jitter-ms", "50"], dict(os.environ), work / "llm-double.log")
+        children.spawn(
+            "LLM double",
+            [sys.executable, "-m", "llm.double", "--port", str(port), "--latency-ms", "100", "--jitter-ms", "50"],
+            dict(os.environ),
+            work / "llm-double.log",
+        )
         url = f"http://127.0.0.1:{port}/v1"
         wait_for_http(url + "/models", 30)
-        return overlay(settings, {"strong": {"base_url": url, "model": "double-strong"}, "target": {"base_url": url, "model": "double-target"}})
+        return overlay(
+            settings,
+            {
+                "strong": {"base_url": url, "model": "double-strong"},
+                "target": {"base_url": url, "model": "double-target"},
+            },
+        )
     from llm.local import LocalModelServer
 
     print("2/4 starting the local model (SmolLM2-135M-Instruct on llama.cpp, CPU) for both roles ...")
@@ -151,7 +164,9 @@ def wait_for_http(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
-async def feed_and_follow(settings: Settings, seeds: list, ledger: Ledger, worker: subprocess.Popen, timeout: float) -> bool:
+async def feed_and_follow(
+    settings: Settings, seeds: list, ledger: Ledger, worker: subprocess.Popen, timeout: float
+) -> bool:
     await produce_seeds(settings, seeds)
     wanted = {s.id for s in seeds}
     reported: set[str] = set()
@@ -189,10 +204,10 @@ def print_summary(ledger: Ledger, wanted: set[str], elapsed: float) -> None:
     dead = sum(len(a.dead) for a in accounts)
     seeds_dead = sum(1 for a in accounts if a.seed_dead_reason)
     complete = sum(1 for a in accounts if a.complete)
-    print(f"\n{complete}/{len(wanted)} seeds finished in {elapsed:.0f}s: {generated} instructions generated = "
-          f"{accepted} accepted + {rejected} rejected + {dead} dead-lettered; {seeds_dead} seeds dead-lettered whole")
+    print(
+        f"\n{complete}/{len(wanted)} seeds finished in {elapsed:.0f}s: {generated} instructions generated = "
+        f"{accepted} accepted + {rejected} rejected + {dead} dead-lettered; {seeds_dead} seeds dead-lettered whole"
+    )
     for account in accounts:
         if not account.complete:
             print(f"  unfinished: {account.seed_id}: {account.summary()}")
-
-

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import Seed, seed_id_for
 from schemas.codec import encode
-from streams.admin import client_options
+from streams.admin import client_options, ensure_topics
 from streams.settings import Settings
 
 TEXT_FIELDS = ("text", "instruction", "prompt", "question", "query")
@@ -64,6 +64,7 @@ def read_seeds(path: Path, text_field: str | None = None) -> Iterator[Seed | Bad
 
 async def produce_seeds(settings: Settings, seeds: Iterable[Seed]) -> int:
     """Send seeds (keyed by seed id) and wait until the broker has every one."""
+    await ensure_topics(settings)
     producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
     await producer.start()
     sent = 0

@@ -33,16 +33,14 @@ class SeedAccount:
     def complete(self) -> bool:
         if self.seed_dead_reason is not None:
             return True
-        return (
-            self.expected is not None
-            and len(self.generated) == self.expected
-            and self.generated <= self.terminal
-        )
+        return self.expected is not None and len(self.generated) == self.expected and self.generated <= self.terminal
 
     @property
     def balanced(self) -> bool:
         """generated == accepted + rejected + dead-lettered, and no root has two verdicts."""
-        return self.generated == self.terminal and len(self.generated) == len(self.accepted) + len(self.rejected) + len(self.dead)
+        return self.generated == self.terminal and len(self.generated) == len(self.accepted) + len(self.rejected) + len(
+            self.dead
+        )
 
     def summary(self) -> str:
         if self.seed_dead_reason is not None:

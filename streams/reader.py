@@ -7,14 +7,14 @@ any stage's committed offsets.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Record
 from schemas.codec import DecodeError, decode
-from streams.admin import client_options
+from streams.admin import client_options, ensure_topics, topic_partitions
 from streams.settings import Settings
 from streams.topics import record_type
 
@@ -32,16 +32,19 @@ async def read_records(
     reading began. Unreadable records are skipped (they are the dead-letter topic's business).
     """
     names = list(topics)
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest")
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        counts = await topic_partitions(admin, [settings.topic(n) for n in names])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p) for topic, n in counts.items() for p in range(n)]
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
-        partitions = []
-        for name in names:
-            parts = consumer.partitions_for_topic(settings.topic(name))
-            if parts is None:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic created after start
-                parts = consumer.partitions_for_topic(settings.topic(name)) or set()
-            partitions += [TopicPartition(settings.topic(name), p) for p in sorted(parts)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions) if partitions else {}
@@ -71,17 +74,24 @@ async def follow_until(
     timeout: float,
 ) -> bool:
     """Feed `on_record` with records as they arrive until `done()` or `timeout` seconds.
-    Returns whether `done()` became true."""
-    deadline = time.monotonic() + timeout
+    `done()` is also asked twice a second, so it may watch other things (a child process) and
+    raise. Returns whether `done()` became true."""
 
     async def consume() -> None:
         async for name, record in read_records(settings, topics, follow=True):
             on_record(name, record)
-            if done():
-                return
 
+    async def watch() -> None:
+        while not done():
+            await asyncio.sleep(0.5)
+
+    consumer, watcher = asyncio.ensure_future(consume()), asyncio.ensure_future(watch())
     try:
-        await asyncio.wait_for(consume(), timeout=max(0.1, deadline - time.monotonic()))
-    except asyncio.TimeoutError:
+        finished, _ = await asyncio.wait({consumer, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in finished:
+            task.result()  # re-raise what went wrong in either
         return done()
-    return True
+    finally:
+        for task in (consumer, watcher):
+            task.cancel()
+        await asyncio.gather(consumer, watcher, return_exceptions=True)

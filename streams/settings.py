@@ -69,7 +69,9 @@ class PipelineSettings(BaseModel):
     max_tokens: int = Field(default=1024, ge=16, description="completion budget of generation calls")
     answer_max_tokens: int = Field(default=1024, ge=16)
     judge_max_tokens: int = Field(default=256, ge=8)
-    parse_attempts: int = Field(default=3, ge=1, description="asks (with a new sample) before an unparsable answer is dead-lettered")
+    parse_attempts: int = Field(
+        default=3, ge=1, description="asks (with a new sample) before an unparsable answer is dead-lettered"
+    )
     seed: int = Field(default=0, description="seed of the random choice of tailoring actions")
 
 

@@ -1,9 +1,9 @@
 """The pipeline's topics in pipeline order, each with the record it holds.
 
-    seeds -encode-> metadata -decode-> basic --+
-                                                +-contrast-> scored -filter-> accepted (sink)
-               tailored <-tailor- retry <-------+                       \\-> rejected
-    deadletter: anything that could not be processed, with the reason and the original bytes
+seeds -encode-> metadata -decode-> basic --+
+                                            +-contrast-> scored -filter-> accepted (sink)
+           tailored <-tailor- retry <-------+                       \\-> rejected
+deadletter: anything that could not be processed, with the reason and the original bytes
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> fa
     unknown = set(stages) - set(ALL_STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; the stages are {', '.join(ALL_STAGES)}")
+    for stage in stages:
+        (settings.worker.data_dir / stage).mkdir(parents=True, exist_ok=True)
     resources = LLMResources(settings)
     apps = [create_stage_app(stage, settings, resources)[0] for stage in stages]
     # Dependencies start in order and stop in reverse: the LLM session outlives the stages.

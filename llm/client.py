@@ -1,0 +1,266 @@
+"""The aiohttp client of OpenAI-compatible chat-completions endpoints (OpenAI, vLLM, Ollama,
+llama.cpp server, LiteLLM, the LLM double).
+
+One `OpenAIChatClient` per endpoint, all sharing one `aiohttp.ClientSession` that their owner
+opens and closes. A semaphore bounds the requests in flight per endpoint; transient failures
+(rate limits, server errors, dropped connections, timeouts, bodies without an answer) are
+retried with capped exponential backoff and full jitter; everything else fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from llm.base import Completion, LLMError, Message
+from streams.settings import EndpointSettings, Settings
+
+log = logging.getLogger("codeclm.llm")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+_BODY_SNIPPET = 300  # characters of an error body kept in messages: enough to see why
+
+
+class MalformedResponseError(ValueError):
+    """A 200 response whose body holds no usable answer (not JSON, no choices, no content).
+    Servers under load emit these now and then, so the client retries them."""
+
+
+def parse_chat_response(body: Any, *, latency_s: float, attempts: int, fallback_model: str = "") -> Completion:
+    """Turn a chat-completions JSON body into a Completion; raise MalformedResponseError when
+    it carries no answer. Missing usage counts as 0 tokens (some local servers omit it)."""
+    if not isinstance(body, dict):
+        raise MalformedResponseError(f"body is a {type(body).__name__}, not an object")
+    choices = body.get("choices")
+    if not isinstance(choices, list):
+        raise MalformedResponseError("body has no choices list")
+    if not choices:
+        raise MalformedResponseError("empty choices")
+    choice = choices[0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str):
+        raise MalformedResponseError("choices[0].message.content is missing")
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    model = body.get("model")
+    finish_reason = choice.get("finish_reason")
+    return Completion(
+        text=content,
+        model=model if isinstance(model, str) and model else fallback_model,
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        latency_s=latency_s,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        attempts=attempts,
+    )
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def backoff_delay(retry: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Full jitter (uniform between 0 and the capped exponential step), so many clients
+    failing together do not retry together. `retry` counts from 0."""
+    return rng.uniform(0.0, min(max_s, base_s * (2**retry)))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when
+    absent or unreadable, so the caller falls back to its own backoff."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove a key, and any bearer token, from text that came back from a server: some
+    servers echo request headers in their error bodies."""
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"(?i)(bearer\s+)[^\s\"',}]+", r"\1***", text)
+
+
+class _Attempt:
+    """How one request ended: a completion, or a failure and whether to retry it."""
+
+    __slots__ = ("completion", "reason", "retry_after_s", "retryable", "status")
+
+    def __init__(
+        self,
+        *,
+        completion: Completion | None = None,
+        reason: str = "",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ):
+        self.completion = completion
+        self.reason = reason
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class OpenAIChatClient:
+    """A `ChatModel` over `POST {base_url}/chat/completions`."""
+
+    def __init__(
+        self,
+        endpoint: EndpointSettings,
+        session: aiohttp.ClientSession,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        self._endpoint = endpoint
+        self._session = session
+        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
+        # Read once: a key file is not re-read per request. SecretStr keeps it out of reprs.
+        key = endpoint.key()
+        self._key = SecretStr(key) if key else None
+        self._semaphore = asyncio.Semaphore(endpoint.max_in_flight)
+        self._timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._in_flight = 0
+
+    @property
+    def model(self) -> str:
+        return self._endpoint.model
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet answered (not those waiting for a slot or a retry)."""
+        return self._in_flight
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatClient(model={self.model!r}, max_in_flight={self._endpoint.max_in_flight})"
+
+    async def complete(
+        self, messages: list[Message], *, temperature: float, max_tokens: int, sample: int = 0
+    ) -> Completion:
+        # `sample` only tells otherwise equal calls apart (for caches); servers never see it.
+        payload = {
+            "model": self._endpoint.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        attempts = self._endpoint.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            outcome = await self._attempt(payload, attempt)
+            if outcome.completion is not None:
+                return outcome.completion
+            if not outcome.retryable or attempt == attempts:
+                break
+            delay = self._delay(attempt - 1, outcome.retry_after_s)
+            log.debug(
+                "%s: attempt %d/%d failed (%s, status %s); retrying in %.3fs",
+                self.model, attempt, attempts, outcome.reason, outcome.status, delay,
+            )  # fmt: skip
+            await self._sleep(delay)  # no slot held while waiting
+        gave_up = f" after {attempt} attempts" if outcome.retryable else ""
+        raise LLMError(
+            f"{self.model}: {outcome.reason}{gave_up}",
+            status=outcome.status,
+            attempts=attempt,
+            retryable=outcome.retryable,
+        )
+
+    def _delay(self, retry: int, retry_after_s: float | None) -> float:
+        e = self._endpoint
+        if retry_after_s is not None:
+            return min(retry_after_s, e.backoff_max_s * 4)
+        return backoff_delay(retry, base_s=e.backoff_base_s, max_s=e.backoff_max_s, rng=self._rng)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        return headers
+
+    async def _attempt(self, payload: dict[str, Any], attempt: int) -> _Attempt:
+        async with self._semaphore:
+            self._in_flight += 1
+            started = time.monotonic()
+            try:
+                async with self._session.post(
+                    self._url, json=payload, headers=self._headers(), timeout=self._timeout
+                ) as response:
+                    status = response.status
+                    raw = await response.read()
+                    retry_after = response.headers.get("Retry-After")
+            except TimeoutError:
+                return _Attempt(reason=f"timed out after {self._endpoint.timeout_s}s", retryable=True)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                # Connection refused or reset, server gone mid-body: the next try may reach it.
+                return _Attempt(
+                    reason=f"connection error: {type(exc).__name__}: {self._clean(str(exc))}", retryable=True
+                )
+            finally:
+                self._in_flight -= 1
+            latency_s = time.monotonic() - started
+        if status != 200:
+            return _Attempt(
+                reason=f"HTTP {status}: {self._clean(raw.decode('utf-8', 'replace'))}",
+                status=status,
+                retryable=status in RETRYABLE_STATUSES,
+                retry_after_s=parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None,
+            )
+        try:
+            body = json.loads(raw)
+            completion = parse_chat_response(
+                body, latency_s=latency_s, attempts=attempt, fallback_model=self._endpoint.model
+            )
+        except ValueError as exc:  # JSONDecodeError and MalformedResponseError
+            return _Attempt(reason=f"malformed response: {self._clean(str(exc))}", status=status, retryable=True)
+        return _Attempt(completion=completion)
+
+    def _clean(self, text: str) -> str:
+        # Redact before cutting, so no cut can leave part of the key behind.
+        text = redact(" ".join(text.split()), self._key.get_secret_value() if self._key else None)
+        return text[:_BODY_SNIPPET]
+
+
+def build_clients(
+    settings: Settings, session: aiohttp.ClientSession
+) -> tuple[OpenAIChatClient, OpenAIChatClient, OpenAIChatClient]:
+    """(strong, target, judge). Without its own endpoint the judge is the strong client itself,
+    so both share one in-flight limit, as they share one server."""
+    strong = OpenAIChatClient(settings.strong, session)
+    target = OpenAIChatClient(settings.target, session)
+    judge = strong if settings.judge is None else OpenAIChatClient(settings.judge, session)
+    return strong, target, judge
+
+
+def open_session(settings: Settings) -> aiohttp.ClientSession:
+    """A session whose connection pool fits every endpoint's max_in_flight: aiohttp's default
+    of 100 connections would otherwise queue requests, and the queueing counts against the
+    request timeout. Call from a running event loop; the caller closes it."""
+    endpoints = {id(e): e for e in (settings.strong, settings.target, settings.judge_endpoint)}
+    limit = sum(e.max_in_flight for e in endpoints.values())
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0))

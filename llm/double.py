@@ -1,0 +1,606 @@
+"""The LLM double: an aiohttp server speaking the OpenAI chat-completions API, for tests and
+benchmarks. It answers each pipeline prompt (encode, decode, rubrics, tailor, judge, answer)
+with a deterministic, well-formed reply, and has knobs for latency, rate limits, server
+errors, hangs and malformed output, drawn from a seeded RNG so runs repeat.
+
+    python -m llm.double --port 8100 --latency-ms 200 --rate-429 0.05 --retry-after-s 1
+
+Endpoints: POST /v1/chat/completions, GET /v1/models, GET /stats, POST /reset, and
+POST /control with a JSON object of DoubleConfig fields to change while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import json
+import random
+import re
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Self
+
+from aiohttp import web
+
+KINDS = ("judge", "rubrics", "tailor", "decode", "encode", "answer")
+JUDGE_A1_START = "[The Start of Assistant 1's Answer]"
+JUDGE_A1_END = "[The End of Assistant 1's Answer]"
+JUDGE_A2_START = "[The Start of Assistant 2's Answer]"
+JUDGE_A2_END = "[The End of Assistant 2's Answer]"
+MALFORMED_TEXT = "lorem ipsum ??? <|garbled|> ~~ ::"
+FIVE_XX_CYCLE = (500, 502, 503)
+
+
+# ---------------------------------------------------------------- pure answer generation
+
+
+def stable_hash(*parts: str) -> int:
+    """Same text, same number, in every process (unlike hash(), which is salted)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+def _tag(*parts: str) -> str:
+    return f"{stable_hash(*parts):015x}"[:5]
+
+
+def _pick(options: tuple[str, ...], *parts: str) -> str:
+    return options[stable_hash(*parts) % len(options)]
+
+
+_MARKERS = (
+    ("judge", JUDGE_A1_START),
+    ("rubrics", "Rubric 1:"),
+    ("tailor", "Improved Instruction:"),
+    ("decode", "numbered list"),
+    ("encode", "Use case:"),
+)
+
+
+def classify_text(messages: list[dict[str, Any]]) -> tuple[str, str]:
+    """The kind of prompt and the text that told it: the last user message when it carries a
+    marker, else all messages joined (a format spelled out in the system message)."""
+    last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    everything = "\n".join(str(m.get("content", "")) for m in messages)
+    for text in (last_user, everything):
+        for kind, marker in _MARKERS:
+            if marker in text:
+                return kind, text
+    return "answer", everything
+
+
+def classify(messages: list[dict[str, Any]]) -> str:
+    """Which pipeline prompt this is: judge, rubrics, tailor, decode, encode or answer."""
+    return classify_text(messages)[0]
+
+
+def _between(text: str, start: str, end: str) -> str:
+    _, found, tail = text.partition(start)
+    return tail.partition(end)[0].strip() if found else ""
+
+
+def judge_scores(prompt: str) -> tuple[int, int]:
+    """Scores 1-10 of the two answers in a judge prompt. Each depends only on the answer's
+    own text, so an answer scores the same in either position."""
+    a1 = _between(prompt, JUDGE_A1_START, JUDGE_A1_END)
+    a2 = _between(prompt, JUDGE_A2_START, JUDGE_A2_END)
+    return 1 + stable_hash(a1) % 10, 1 + stable_hash(a2) % 10
+
+
+_RUBRICS = (
+    ("Depth of reasoning", "Ask for the reasoning behind each step, not only the result."),
+    ("Handling of edge cases", "Add an unusual edge case the answer must handle explicitly."),
+    ("Use of concrete examples", "Require a concrete, worked example with real numbers."),
+    ("Precision of constraints", "Add a strict constraint on length, format or audience."),
+    ("Comparison of alternatives", "Ask to compare two alternative approaches and pick one."),
+    ("Domain accuracy", "Require citing the specific rule, formula or standard that applies."),
+    ("Multi-step planning", "Turn the request into a task that needs several dependent steps."),
+    ("Awareness of trade-offs", "Ask to weigh costs against benefits under a stated limit."),
+)
+_CONSTRAINTS = (
+    "Include a worked example.",
+    "Answer in under 150 words.",
+    "Compare two approaches.",
+    "Explain the trade-offs.",
+    "State every assumption you make.",
+    "Give the answer as a numbered plan.",
+)
+_TASKS = (
+    "Explain how a small bakery can price its seasonal products",
+    "List the steps to migrate a web service to a new database",
+    "Compare renting and buying a home over a ten-year horizon",
+    "Draft a weekly study schedule for learning statistics",
+    "Write a polite follow-up email to a client who has not paid",
+    "Describe the main causes of inflation",
+    "Create a checklist for reviewing a pull request",
+    "Suggest ways to reduce the memory use of a Python script",
+    "Plan a three-day trip to Lisbon on a modest budget",
+    "Summarize the risks of a fixed-price software contract",
+    "Design a simple experiment to test a new landing page",
+    "Outline a beginner's strength training plan",
+    "Explain how compound interest grows a monthly saving",
+    "Write a product description for a reusable water bottle",
+    "Describe how to diagnose a slow database query",
+    "Propose an agenda for a one-hour project kickoff meeting",
+)
+_AUDIENCES = ("for a beginner", "for a busy manager", "for a technical reviewer", "in plain language")
+_USE_CASES = (
+    "Business email writing",
+    "Personal finance planning",
+    "Python code debugging",
+    "Travel itinerary planning",
+    "Science explanation for students",
+    "Product description writing",
+    "Data analysis reporting",
+    "Health and fitness coaching",
+)
+_SKILLS = (
+    "persuasive writing",
+    "logical reasoning",
+    "budget arithmetic",
+    "code comprehension",
+    "concise summarization",
+    "audience adaptation",
+    "step-by-step planning",
+    "error diagnosis",
+    "statistical interpretation",
+    "creative ideation",
+    "time management",
+    "comparative analysis",
+)
+_ANSWER_SENTENCES = (
+    "The key point is to start from the constraints and work toward the goal.",
+    "A practical approach breaks the task into small, checkable steps.",
+    "It helps to state assumptions first, since they shape every later choice.",
+    "One common mistake is to optimise early instead of measuring first.",
+    "An example makes this concrete: begin with the simplest case and extend it.",
+    "Finally, review the result against the original request before finishing.",
+    "Trade-offs matter here, so weigh cost, time and risk side by side.",
+    "Clear structure, such as headings or a short list, makes the answer easier to use.",
+)
+
+
+def rubrics_reply(prompt: str) -> str:
+    match = re.search(r"(\d+) rubrics", prompt)
+    k = int(match.group(1)) if match else 4
+    start = stable_hash(prompt, "rubrics")
+    lines = []
+    for i in range(1, k + 1):
+        rubric, action = _RUBRICS[(start + i) % len(_RUBRICS)]
+        lines.append(f"Rubric {i}: {rubric} ({_tag(prompt, str(i))})")
+        lines.append(f"Action {i}: {action}")
+    return "\n".join(lines)
+
+
+def tailor_reply(prompt: str) -> str:
+    base = _instruction_in(prompt) or "Write a detailed, well-structured answer to the user's request."
+    constraint = _pick(_CONSTRAINTS, prompt, "constraint")
+    return f"Improved Instruction: {base} {constraint} (v{_tag(prompt, 'tailor')[:4]})"
+
+
+def _instruction_in(prompt: str) -> str:
+    """The instruction being tailored: the rest of the "#Instruction#:" line, else the next
+    non-empty line."""
+    _, found, tail = prompt.partition("#Instruction#:")
+    if not found:
+        return ""
+    lines = tail.split("\n")
+    same_line = lines[0].strip()
+    if same_line:
+        return same_line
+    return next((line.strip() for line in lines[1:] if line.strip()), "")
+
+
+def decode_reply(prompt: str) -> str:
+    match = re.search(r"[Gg]enerate (\d+)", prompt)
+    n = int(match.group(1)) if match else 10
+    return "\n".join(f"{i}. {_instruction(prompt, i)}" for i in range(1, n + 1))
+
+
+def _instruction(prompt: str, i: int) -> str:
+    # A step coprime with len(_TASKS) visits distinct tasks for the first 16 indices.
+    start, step = stable_hash(prompt, "task"), 1 + 2 * (stable_hash(prompt, "step") % 8)
+    task = _TASKS[(start + i * step) % len(_TASKS)]
+    audience = _pick(_AUDIENCES, prompt, str(i), "audience")
+    return f"{task} {audience} (case {_tag(prompt)}-{i})."
+
+
+def encode_reply(prompt: str) -> str:
+    use_case = _pick(_USE_CASES, prompt, "use case")
+    start = stable_hash(prompt, "skills")
+    step = 1 + stable_hash(prompt, "step") % 3  # 1..3 is coprime with 12: three distinct skills
+    skills = [_SKILLS[(start + j * step) % len(_SKILLS)] for j in range(3)]
+    return f"Use case: {use_case}\nSkills: {', '.join(skills)}"
+
+
+def answer_reply(prompt: str, model: str) -> str:
+    """A plain answer that depends on the model name, so the strong and the target answers
+    to one instruction differ (and so do their judge scores)."""
+    key = prompt
+    count = 2 + stable_hash(key, model, "count") % 3
+    start = stable_hash(key, model, "start")
+    sentences = [_ANSWER_SENTENCES[(start + j) % len(_ANSWER_SENTENCES)] for j in range(count)]
+    return f"Answer from {model}: " + " ".join(sentences) + f" (ref {_tag(key, model)})"
+
+
+def judge_reply(prompt: str) -> str:
+    s1, s2 = judge_scores(prompt)
+    better = "Assistant 1" if s1 >= s2 else "Assistant 2"
+    return (
+        f"{s1} {s2}\nAssistant 1 scores {s1} and Assistant 2 scores {s2}; "
+        f"{better} is more helpful, relevant and detailed."
+    )
+
+
+def answer_for(kind: str, messages: list[dict[str, Any]], model: str) -> str:
+    """The double's reply to a prompt of `kind` (from classify)."""
+    prompt = classify_text(messages)[1] if kind != "answer" else _all_text(messages)
+    if kind == "judge":
+        return judge_reply(prompt)
+    if kind == "rubrics":
+        return rubrics_reply(prompt)
+    if kind == "tailor":
+        return tailor_reply(prompt)
+    if kind == "decode":
+        return decode_reply(prompt)
+    if kind == "encode":
+        return encode_reply(prompt)
+    return answer_reply(prompt, model)
+
+
+def _all_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in messages)
+
+
+def count_tokens(text: str) -> int:
+    """Words stand in for tokens: close enough for cost accounting in tests."""
+    return len(text.split())
+
+
+def chat_body(model: str, content: str | None, *, finish_reason: str, prompt_tokens: int) -> dict[str, Any]:
+    """An OpenAI-shaped response body; content None gives an empty choices list."""
+    choices = (
+        []
+        if content is None
+        else [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}]
+    )
+    completion_tokens = count_tokens(content or "")
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def truncate_words(text: str, limit: int) -> str:
+    return " ".join(text.split(" ")[: max(1, limit)])
+
+
+# ---------------------------------------------------------------- configuration and stats
+
+
+@dataclass
+class DoubleConfig:
+    """The double's knobs. Rates are probabilities of one fault per request; their sum is at
+    most 1 (one uniform draw picks at most one fault)."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    rate_429: float = 0.0
+    retry_after_s: float | None = None
+    rate_5xx: float = 0.0
+    rate_timeout: float = 0.0
+    hang_s: float = 30.0
+    rate_malformed: float = 0.0
+    rate_empty_choices: float = 0.0
+    rate_length: float = 0.0
+    rate_bad_json: float = 0.0  # a 200 whose body is cut short, as a dying proxy sends
+    max_concurrency: int | None = None
+    random_seed: int | None = None
+    down: bool = False
+    # Test aids beyond faults drawn at random:
+    max_faults: int | None = None  # stop drawing faults after this many ("fail 3 times, then answer")
+    force_status: int | None = None  # every chat request gets this status (400, 401, 404, ...)
+    api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <api_key>"
+    echo_headers: bool = False  # error bodies echo the request headers, as careless servers do
+
+    def __post_init__(self) -> None:
+        rates = self.fault_rates()
+        if any(not 0.0 <= r <= 1.0 for r in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1: {rates}")
+        if self.latency_ms < 0 or self.jitter_ms < 0 or self.hang_s < 0:
+            raise ValueError("latency_ms, jitter_ms and hang_s are not negative")
+
+    def fault_rates(self) -> dict[str, float]:
+        return {
+            "429": self.rate_429,
+            "5xx": self.rate_5xx,
+            "timeout": self.rate_timeout,
+            "malformed": self.rate_malformed,
+            "empty_choices": self.rate_empty_choices,
+            "length": self.rate_length,
+            "bad_json": self.rate_bad_json,
+        }
+
+
+def draw_fault(rates: dict[str, float], u: float) -> str | None:
+    """The fault a uniform draw u in [0, 1) lands on, or None for a clean answer."""
+    edge = 0.0
+    for fault, rate in rates.items():
+        edge += rate
+        if u < edge:
+            return fault
+    return None
+
+
+@dataclass
+class DoubleStats:
+    calls: int = 0
+    by_kind: Counter[str] = dataclasses.field(default_factory=Counter)
+    by_status: Counter[int] = dataclasses.field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "by_kind": {k: self.by_kind.get(k, 0) for k in KINDS},
+            "by_status": {str(s): n for s, n in sorted(self.by_status.items())},
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+# ---------------------------------------------------------------- the server
+
+
+class LLMDouble:
+    """The LLM double server. `async with LLMDouble(DoubleConfig(...)) as double:` starts it on
+    a free port; `double.base_url` is what an EndpointSettings needs."""
+
+    def __init__(self, config: DoubleConfig | None = None):
+        self.config = config or DoubleConfig()
+        self._rng = random.Random(self.config.random_seed)
+        self._stats = DoubleStats()
+        self._faults = 0
+        self._five_xx = 0
+        self._runner: web.AppRunner | None = None
+        self.base_url: str | None = None
+        self.last_request: dict[str, Any] | None = None  # the last chat request body, for tests
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- control, also reachable over HTTP
+
+    def configure(self, **changes: Any) -> DoubleConfig:
+        """Change knobs while running; a new random_seed restarts the fault sequence."""
+        self.config = dataclasses.replace(self.config, **changes)
+        if "random_seed" in changes:
+            self._rng = random.Random(self.config.random_seed)
+        return self.config
+
+    def stats(self) -> dict[str, Any]:
+        return self._stats.as_json()
+
+    def reset(self) -> None:
+        in_flight = self._stats.in_flight  # requests still running decrement it later
+        self._stats = DoubleStats(in_flight=in_flight, max_in_flight=in_flight)
+        self._faults = 0
+        self._five_xx = 0
+
+    # -- lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats_handler)
+        app.router.add_post("/reset", self._reset_handler)
+        app.router.add_post("/control", self._control_handler)
+        # handler_cancellation: a request whose client gave up (timeout) stops, as on real
+        # servers; a short shutdown_timeout so hanging requests do not delay stop().
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_port = self._runner.addresses[0][1]
+        self.base_url = f"http://{host}:{bound_port}/v1"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- handlers
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": "llm-double", "object": "model", "owned_by": "codeclm"}]}
+        )
+
+    async def _stats_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _reset_handler(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response(self.stats())
+
+    async def _control_handler(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise TypeError("body is not an object")
+            config = self.configure(**changes)
+        except (ValueError, TypeError) as exc:  # bad JSON, unknown field, invalid rates
+            return _error(400, f"bad control request: {exc}")
+        return web.json_response(dataclasses.asdict(config))
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        stats = self._stats
+        stats.calls += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            response = await self._answer(request)
+        finally:
+            self._stats.in_flight -= 1
+        self._stats.by_status[response.status] += 1
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        config = self.config
+        echo = dict(request.headers) if config.echo_headers else None
+        try:
+            body = await request.json()
+            messages = body["messages"]
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise TypeError("messages is not a list of objects")
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, f"invalid request: {exc}", echo)
+        self.last_request = body
+        model = str(body.get("model") or "llm-double")
+        max_tokens = body.get("max_tokens")
+        kind = classify(messages)
+        self._stats.by_kind[kind] += 1
+
+        if config.api_key is not None and request.headers.get("Authorization") != f"Bearer {config.api_key}":
+            return _error(401, "invalid api key", echo)
+        if config.down:
+            return _error(503, "the double is down", echo)
+        if config.force_status is not None:
+            return _error(config.force_status, f"forced status {config.force_status}", echo)
+        if config.max_concurrency is not None and self._stats.in_flight > config.max_concurrency:
+            return _error(429, "too many requests in flight", echo, retry_after=config.retry_after_s)
+
+        fault = self._draw_fault()
+        if fault == "429":
+            return _error(429, "rate limited", echo, retry_after=config.retry_after_s)
+        await asyncio.sleep(self._latency_s())
+        if fault == "5xx":
+            status = FIVE_XX_CYCLE[self._five_xx % len(FIVE_XX_CYCLE)]
+            self._five_xx += 1
+            return _error(status, "server error", echo)
+        if fault == "timeout":
+            await asyncio.sleep(config.hang_s)
+
+        content: str | None = answer_for(kind, messages, model)
+        finish_reason = "stop"
+        if fault == "malformed":
+            content = MALFORMED_TEXT
+        elif fault == "empty_choices":
+            content = None
+        elif fault == "length":
+            content, finish_reason = truncate_words(content, count_tokens(content) // 2), "length"
+        elif isinstance(max_tokens, int) and count_tokens(content) > max_tokens:
+            content, finish_reason = truncate_words(content, max_tokens), "length"
+
+        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in messages)
+        reply = chat_body(model, content, finish_reason=finish_reason, prompt_tokens=prompt_tokens)
+        self._stats.prompt_tokens += prompt_tokens
+        self._stats.completion_tokens += reply["usage"]["completion_tokens"]
+        if fault == "bad_json":
+            return web.Response(text=json.dumps(reply)[:40], content_type="application/json")
+        return web.json_response(reply)
+
+    def _draw_fault(self) -> str | None:
+        if self.config.max_faults is not None and self._faults >= self.config.max_faults:
+            return None
+        fault = draw_fault(self.config.fault_rates(), self._rng.random())
+        if fault is not None:
+            self._faults += 1
+        return fault
+
+    def _latency_s(self) -> float:
+        c = self.config
+        jitter = self._rng.uniform(-c.jitter_ms, c.jitter_ms) if c.jitter_ms else 0.0
+        return max(0.0, c.latency_ms + jitter) / 1000
+
+
+def _error(
+    status: int, message: str, echo: dict[str, str] | None = None, *, retry_after: float | None = None
+) -> web.Response:
+    error: dict[str, Any] = {"message": message, "type": "llm_double_error", "code": status}
+    if echo is not None:
+        error["request_headers"] = echo
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llm.double",
+        description="Run the LLM double: a deterministic OpenAI-compatible chat server for tests and benchmarks.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    defaults = DoubleConfig()
+    for field in dataclasses.fields(DoubleConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        if field.name in ("down", "echo_headers"):
+            p.add_argument(flag, action="store_true")
+        elif field.name in ("retry_after_s",):
+            p.add_argument(flag, type=float, default=default)
+        elif field.name in ("max_concurrency", "random_seed", "max_faults", "force_status"):
+            p.add_argument(flag, type=int, default=default)
+        elif field.name == "api_key":
+            p.add_argument(flag, default=default, help="require this bearer key")
+        else:
+            p.add_argument(flag, type=float, default=default)
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    names = {f.name for f in dataclasses.fields(DoubleConfig)}
+    config = DoubleConfig(**{k: v for k, v in vars(args).items() if k in names})
+    double = LLMDouble(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    base_url = await double.start(args.host, args.port)
+    print(f"LLM double listening on {base_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await double.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except ValueError as exc:  # invalid knobs
+        print(f"llm double: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

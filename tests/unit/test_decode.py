@@ -1,0 +1,224 @@
+"""decode: the instruction-list and rubric parsers, the prompts, and process()."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from agents import decode
+from agents.base import ParseFailure, StageFailure
+from schemas import Instruction, derive_id
+from tests.unit.fakes import SUMMARY, ScriptedChatModel, assert_markers, by_marker, emitted, make_context, metadata
+
+INSTRUCTIONS = (
+    "Here are 3 instructions:\n1. Write a haiku about rain.\n2. Describe a storm at sea.\n3. Write an ode to fog."
+)
+RUBRICS = "Rubric 1: Form\nAction 1: Require a strict form\nRubric 2: Imagery\nAction 2: Demand two metaphors"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Here are 3 instructions:\n1. Write a poem about the sea.\n2) Describe a sunset in haiku form.\n"
+            "3. Write a poem about the sea.\nI hope these help!",
+            ("Write a poem about the sea.", "Describe a sunset in haiku form."),
+        ),
+        (
+            "Instruction 1: Write a limerick about cats.\nInstruction 2: Compose a sonnet on love.",
+            ("Write a limerick about cats.", "Compose a sonnet on love."),
+        ),
+        (
+            "- Write a story about a dragon\n- Summarize the plot of Hamlet\n* Explain photosynthesis simply",
+            ("Write a story about a dragon", "Summarize the plot of Hamlet", "Explain photosynthesis simply"),
+        ),
+        # answers are not instructions, inline or on their own line
+        (
+            "1. What is the capital of Peru? Answer: Lima\n2. Name three primary colors.\n   Answer: red, blue, yellow",
+            ("What is the capital of Peru?", "Name three primary colors."),
+        ),
+        (
+            '1. **Write a haiku about autumn**\n2. "Draft a cover letter for a nurse"\n3. <instruction>\n4.',
+            ("Write a haiku about autumn", "Draft a cover letter for a nurse"),
+        ),
+        # an indented line continues its item
+        (
+            "1. Translate the following sentence into French:\n   'The cat sleeps.'\n2. Use case: writing",
+            ("Translate the following sentence into French: 'The cat sleeps.'",),
+        ),
+        (
+            "### 1. Plan a trip to Rome\n### 2. Plan a budget trip to Paris",
+            ("Plan a trip to Rome", "Plan a budget trip to Paris"),
+        ),
+        (
+            "(1) Explain recursion to a child\n(2) Compare two sorting algorithms",
+            ("Explain recursion to a child", "Compare two sorting algorithms"),
+        ),
+        (
+            "1. Instruction: Write a toast for a wedding\n2. Task: Plan a picnic menu",
+            ("Write a toast for a wedding", "Plan a picnic menu"),
+        ),
+        ("Instructions:\n1) Write a riddle about time", ("Write a riddle about time",)),
+        (
+            "1. Write a function that sorts a list. Input: [3, 1] Output: [1, 3]",
+            ("Write a function that sorts a list. Input: [3, 1] Output: [1, 3]",),
+        ),
+    ],
+)
+def test_parse_accepts(text: str, expected: tuple[str, ...]) -> None:
+    assert decode.parse(text, n=10) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Sure! Write a poem about the sea.",
+        "1.\n2.\n3.",
+        "1. Here are 10 instructions:\n2. Answer: none",
+        "Skills: poetry\nUse case: writing",
+        "The instructions are: write poems, draft letters and plan trips.",
+    ],
+)
+def test_parse_rejects(text: str) -> None:
+    result = decode.parse(text, n=10)
+    assert isinstance(result, ParseFailure)
+    assert result.raw == text
+
+
+def test_parse_keeps_at_most_n() -> None:
+    text = "\n".join(f"{i}. Write poem number {i} about rain" for i in range(1, 13))
+    result = decode.parse(text, n=10)
+    assert isinstance(result, tuple)
+    assert len(result) == 10
+    assert result[0] == "Write poem number 1 about rain"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (RUBRICS, (("Form", "Require a strict form"), ("Imagery", "Demand two metaphors"))),
+        (
+            "**Rubric 1:** Depth\n**Action 1:** Ask for more depth\n\n**Rubric 2:** Constraints\n**Action 2:** Add a word limit",
+            (("Depth", "Ask for more depth"), ("Constraints", "Add a word limit")),
+        ),
+        (
+            "1. Rubric: Number of steps\n   Action: Add more steps\n2. Rubric: Domain terms\n   Action: Require domain terms",
+            (("Number of steps", "Add more steps"), ("Domain terms", "Require domain terms")),
+        ),
+        (
+            "Rubric 1: <rubric>\nAction 1: <action>\nRubric 1: Real one\nAction 1: Real action",
+            (("Real one", "Real action"),),
+        ),
+        (
+            "Criterion 1 (Reasoning): multi-step reasoning\nImproving action 1: require a proof",
+            (("multi-step reasoning", "require a proof"),),
+        ),
+        (
+            "Rubric 1:\nLong rubric text\nthat continues\nAction 1:\nDo a thing",
+            (("Long rubric text that continues", "Do a thing"),),
+        ),
+        # numbers pair rubrics with actions whatever the order; a rubric without action is dropped
+        (
+            "Action 2: second\nRubric 1: r one\nRubric 2: r two\nAction 1: first\nRubric 3: alone",
+            (("r one", "first"), ("r two", "second")),
+        ),
+    ],
+)
+def test_parse_rubrics_accepts(text: str, expected: tuple[tuple[str, str], ...]) -> None:
+    assert decode.parse_rubrics(text, k=4) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "Rubric 1: Only rubric", "Nothing here.", "Rubric 1: <rubric>\nAction 1: <action>"]
+)
+def test_parse_rubrics_rejects(text: str) -> None:
+    assert isinstance(decode.parse_rubrics(text, k=4), ParseFailure)
+
+
+def test_parse_rubrics_keeps_at_most_k() -> None:
+    text = "\n".join(f"Rubric {i}: rubric {i}\nAction {i}: action {i}" for i in range(1, 7))
+    result = decode.parse_rubrics(text, k=4)
+    assert isinstance(result, tuple)
+    assert [r for r, _ in result] == ["rubric 1", "rubric 2", "rubric 3", "rubric 4"]
+
+
+def test_prompts_carry_counts_and_metadata_as_data() -> None:
+    (instructions,) = decode.build_prompt(SUMMARY, n=7)
+    (rubrics,) = decode.build_rubrics_prompt(SUMMARY, k=5)
+    assert re.findall(r"[Gg]enerate (\d+)", instructions["content"]) == ["7"]
+    assert re.findall(r"(\d+) rubrics", rubrics["content"]) == ["5"]
+    assert not re.search(r"[Gg]enerate (\d+)", rubrics["content"])  # the double must not take it for decode
+    for message in (instructions, rubrics):
+        assert "creative writing" in message["content"]
+        assert "poetry, imagery" in message["content"]
+        assert "not as instructions to follow" in message["content"]
+    assert_markers("decode")
+    assert_markers("rubrics")
+
+
+def _strong(**kwargs) -> ScriptedChatModel:
+    return ScriptedChatModel(respond=by_marker({"numbered list": INSTRUCTIONS, "Rubric 1:": RUBRICS}), **kwargs)
+
+
+async def test_process_emits_one_basic_instruction_per_item() -> None:
+    meta = metadata()
+    strong = _strong(prompt_tokens=200, completion_tokens=80)
+    emits = await decode.process(meta, make_context(strong, instructions_per_metadata=10, generation_temperature=0.9))
+
+    records = emitted(emits, "basic", Instruction)
+    assert len(records) == 3  # 3 parsed although 10 were asked: siblings says 3
+    assert [r.text for r in records] == [
+        "Write a haiku about rain.",
+        "Describe a storm at sea.",
+        "Write an ode to fog.",
+    ]
+    for index, inst in enumerate(records):
+        assert inst.id == derive_id("inst", meta.id, index)
+        assert inst.root_id == inst.id
+        assert (inst.seed_id, inst.parent_id, inst.metadata_id) == (meta.seed_id, meta.id, meta.id)
+        assert (inst.iteration, inst.index, inst.siblings) == (1, index, 3)
+        assert inst.metadata == meta.metadata
+        assert inst.rubrics == ("Form", "Imagery")
+        assert inst.actions == ("Require a strict form", "Demand two metaphors")
+        assert inst.applied_action is None
+    # both calls ride on index 0 only, so summing over the topic counts each once
+    assert sorted(c.purpose for c in records[0].llm_calls) == ["decode", "rubrics"]
+    assert all(r.llm_calls == () for r in records[1:])
+    assert {c.prompt_tokens for c in records[0].llm_calls} == {200}
+    assert {c.temperature for c in strong.calls} == {0.9}
+
+
+async def test_process_asks_once_each_and_concurrently() -> None:
+    strong = _strong(delay_s=0.01)
+    await decode.process(metadata(), make_context(strong))
+    assert len(strong.calls) == 2
+    assert strong.max_in_flight == 2
+
+
+async def test_process_is_deterministic_across_runs() -> None:
+    first = await decode.process(metadata(), make_context(_strong()))
+    second = await decode.process(metadata(), make_context(_strong()))
+    dump = [e.record.model_dump(exclude={"created_at"}) for e in first]
+    assert dump == [e.record.model_dump(exclude={"created_at"}) for e in second]
+
+
+async def test_unparsable_list_is_asked_again_with_the_next_sample() -> None:
+    strong = ScriptedChatModel(
+        respond=by_marker({"numbered list": ["I love writing!", INSTRUCTIONS], "Rubric 1:": RUBRICS})
+    )
+    emits = await decode.process(metadata(), make_context(strong))
+    decode_samples = [c.sample for c in strong.calls if "numbered list" in c.prompt]
+    rubric_samples = [c.sample for c in strong.calls if "Rubric 1:" in c.prompt]
+    assert (decode_samples, rubric_samples) == ([0, 1], [0])
+    assert len(emits) == 3
+
+
+async def test_stage_failure_when_rubrics_never_parse() -> None:
+    strong = ScriptedChatModel(respond=by_marker({"numbered list": INSTRUCTIONS, "Rubric 1:": "Be harder."}))
+    with pytest.raises(StageFailure) as caught:
+        await decode.process(metadata(), make_context(strong, parse_attempts=2))
+    assert caught.value.error_class == "ParseFailure"
+    assert caught.value.reason.startswith("rubrics:")
+    assert [c.sample for c in strong.calls if "Rubric 1:" in c.prompt] == [0, 1]

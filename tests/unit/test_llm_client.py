@@ -1,0 +1,415 @@
+"""The chat client against a real LLM double on 127.0.0.1: retries, limits, and keys kept secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from llm.base import LLMError
+from llm.client import (
+    MalformedResponseError,
+    OpenAIChatClient,
+    backoff_delay,
+    build_clients,
+    open_session,
+    parse_chat_response,
+    parse_retry_after,
+    redact,
+)
+from llm.double import DoubleConfig, LLMDouble
+from llm.local import free_port
+from streams.settings import EndpointSettings, Settings
+
+MESSAGES = [{"role": "user", "content": "What is a monad?"}]
+# Small waits so the suite is fast; max_retries 3 leaves room for the faults the tests inject.
+FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0, "max_retries": 3}
+SECRET = "sk-test-0123456789-SECRET"
+
+
+@pytest_asyncio.fixture
+async def session():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest_asyncio.fixture
+async def double():
+    async with LLMDouble(DoubleConfig(random_seed=7)) as d:
+        yield d
+
+
+def client_for(double: LLMDouble, session: aiohttp.ClientSession, **overrides) -> OpenAIChatClient:
+    assert double.base_url is not None
+    return OpenAIChatClient(
+        EndpointSettings(base_url=double.base_url, model="strong", **{**FAST, **overrides}), session
+    )
+
+
+async def ask(client: OpenAIChatClient, max_tokens: int = 256):
+    return await client.complete(MESSAGES, temperature=0.3, max_tokens=max_tokens)
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep to see the delays the client chose."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------- success
+
+
+@pytest.mark.asyncio
+async def test_success_carries_text_usage_and_parameters(double, session):
+    completion = await client_for(double, session).complete(MESSAGES, temperature=0.3, max_tokens=256, sample=5)
+
+    assert completion.text.startswith("Answer from strong:")
+    assert completion.model == "strong"
+    assert completion.prompt_tokens == 4  # words of "What is a monad?"
+    assert completion.completion_tokens == len(completion.text.split())
+    assert completion.finish_reason == "stop"
+    assert completion.attempts == 1
+    assert completion.latency_s > 0
+    assert double.last_request == {"model": "strong", "messages": MESSAGES, "temperature": 0.3, "max_tokens": 256}
+
+
+@pytest.mark.asyncio
+async def test_max_tokens_reaches_the_server(double, session):
+    completion = await ask(client_for(double, session), max_tokens=3)
+
+    assert completion.finish_reason == "length"
+    assert completion.completion_tokens == 3
+
+
+# ---------------------------------------------------------------- retries
+
+
+@pytest.mark.asyncio
+async def test_429_waits_as_long_as_retry_after_says(double, session):
+    double.configure(rate_429=1.0, retry_after_s=0.3, max_faults=1)
+    started = time.monotonic()
+    completion = await ask(client_for(double, session, backoff_max_s=0.1))  # caps Retry-After at 0.4 s
+    waited = time.monotonic() - started
+
+    assert completion.attempts == 2
+    assert 0.3 <= waited < 0.5  # the computed backoff would have been at most 0.01 s
+    assert double.stats()["by_status"] == {"200": 1, "429": 1}
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_capped_at_four_backoff_maxima(double, session):
+    double.configure(rate_429=1.0, retry_after_s=30, max_faults=1)
+    sleep = RecordingSleep()
+    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, **FAST), session, sleep=sleep)
+
+    await ask(client)
+
+    assert sleep.delays == [pytest.approx(FAST["backoff_max_s"] * 4)]
+
+
+@pytest.mark.asyncio
+async def test_429_without_retry_after_backs_off_with_jitter(double, session):
+    double.configure(rate_429=1.0, max_faults=3)
+    sleep = RecordingSleep()
+    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, **FAST), session, sleep=sleep)
+
+    completion = await ask(client)
+
+    assert completion.attempts == 4
+    caps = [min(FAST["backoff_max_s"], FAST["backoff_base_s"] * 2**i) for i in range(3)]
+    assert len(sleep.delays) == 3
+    assert all(0 <= d <= cap for d, cap in zip(sleep.delays, caps, strict=True))
+
+
+@pytest.mark.asyncio
+async def test_server_errors_are_retried_until_an_answer(double, session):
+    double.configure(rate_5xx=1.0, max_faults=3)
+
+    completion = await ask(client_for(double, session))
+
+    assert completion.attempts == 4
+    assert double.stats()["by_status"] == {"200": 1, "500": 1, "502": 1, "503": 1}
+
+
+@pytest.mark.asyncio
+async def test_exhausted_retries_raise_with_the_attempt_count(double, session):
+    double.configure(rate_5xx=1.0)
+
+    with pytest.raises(LLMError) as caught:
+        await ask(client_for(double, session, max_retries=2))
+
+    assert caught.value.attempts == 3
+    assert caught.value.status == 503  # the third of 500, 502, 503
+    assert caught.value.retryable
+    assert double.stats()["calls"] == 3
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_request_times_out_and_is_retried(double, session):
+    double.configure(rate_timeout=1.0, hang_s=5.0, max_faults=1)
+    started = time.monotonic()
+
+    completion = await ask(client_for(double, session, timeout_s=0.2))
+
+    assert completion.attempts == 2
+    assert 0.2 <= time.monotonic() - started < 2.0
+
+
+@pytest.mark.asyncio
+async def test_timeouts_until_the_end_raise_without_a_status(double, session):
+    double.configure(rate_timeout=1.0, hang_s=5.0)
+
+    with pytest.raises(LLMError) as caught:
+        await ask(client_for(double, session, timeout_s=0.1, max_retries=1))
+
+    assert caught.value.attempts == 2
+    assert caught.value.status is None
+    assert caught.value.retryable
+    assert "timed out" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_comes_back_is_reached(double, session):
+    """Down (503 to everything) while the first tries run, toggled up over /control."""
+    double.configure(down=True)
+    client = client_for(double, session, backoff_base_s=0.05, backoff_max_s=0.05, max_retries=20)
+    call = asyncio.create_task(ask(client))
+    while double.stats()["calls"] < 2:
+        await asyncio.sleep(0.01)
+    async with session.post(double.base_url.removesuffix("/v1") + "/control", json={"down": False}) as response:
+        assert response.status == 200
+
+    completion = await call
+
+    assert completion.attempts >= 3
+    assert double.stats()["by_status"]["503"] == completion.attempts - 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", ["rate_empty_choices", "rate_bad_json"])
+async def test_a_200_without_an_answer_is_retried(double, session, fault):
+    double.configure(**{fault: 1.0, "max_faults": 1})
+
+    completion = await ask(client_for(double, session))
+
+    assert completion.attempts == 2
+    assert completion.text.startswith("Answer from strong:")
+
+
+@pytest.mark.asyncio
+async def test_connection_refused_is_retried_then_raised(session):
+    endpoint = EndpointSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", **{**FAST, "max_retries": 2})
+
+    with pytest.raises(LLMError) as caught:
+        await ask(OpenAIChatClient(endpoint, session))
+
+    assert caught.value.attempts == 3
+    assert caught.value.status is None
+    assert "connection error" in str(caught.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+async def test_client_errors_fail_at_once(double, session, status):
+    double.configure(force_status=status)
+
+    with pytest.raises(LLMError) as caught:
+        await ask(client_for(double, session))
+
+    assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (status, 1, False)
+    assert f"HTTP {status}" in str(caught.value)
+    assert double.stats()["calls"] == 1
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+@pytest.mark.asyncio
+async def test_the_semaphore_bounds_requests_in_flight(double, session):
+    double.configure(latency_ms=20)
+    client = client_for(double, session, max_in_flight=5)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append(client.in_flight)
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    completions = await asyncio.gather(*(ask(client) for _ in range(50)))
+    watcher.cancel()
+
+    assert len(completions) == 50
+    assert double.stats()["max_in_flight"] == 5  # bounded, and the bound was used
+    assert max(seen) <= 5
+    assert client.in_flight == 0
+
+
+@pytest.mark.asyncio
+async def test_no_slot_is_held_while_waiting_to_retry(double, session):
+    """With one slot, a call sleeping on Retry-After must not block another call."""
+    double.configure(rate_429=1.0, retry_after_s=0.3, max_faults=1)
+    client = client_for(double, session, max_in_flight=1, backoff_max_s=0.1)
+    finished: list[str] = []
+
+    async def named(name: str) -> None:
+        await ask(client)
+        finished.append(name)
+
+    first = asyncio.create_task(named("rate-limited"))
+    while double.stats()["calls"] < 1:
+        await asyncio.sleep(0.005)
+    await asyncio.gather(first, named("second"))
+
+    assert finished == ["second", "rate-limited"]
+
+
+# ---------------------------------------------------------------- secrets
+
+
+@pytest.mark.asyncio
+async def test_the_key_is_sent_as_a_bearer_token(session):
+    async with LLMDouble(DoubleConfig(api_key=SECRET)) as double:
+        completion = await ask(client_for(double, session, api_key=SecretStr(SECRET)))
+
+    assert completion.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_the_key_never_appears_in_errors_or_logs(session, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="codeclm.llm")
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET + "\n")
+    async with LLMDouble(DoubleConfig(api_key="another-key", echo_headers=True)) as double:
+        client = client_for(double, session, api_key_file=key_file)
+        with pytest.raises(LLMError) as rejected:  # 401, body echoing our Authorization header
+            await ask(client)
+        double.configure(api_key=None, rate_5xx=1.0)
+        with pytest.raises(LLMError) as failed:  # 500s echoing headers, logged on each retry
+            await ask(client)
+
+    assert rejected.value.status == 401
+    assert failed.value.attempts == FAST["max_retries"] + 1
+    assert "Bearer ***" in str(failed.value)  # the echo is there, redacted
+    assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == FAST["max_retries"]
+    for text in (str(rejected.value), repr(rejected.value), str(failed.value), repr(failed.value), repr(client)):
+        assert SECRET not in text
+    assert SECRET not in caplog.text
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+def test_redact_removes_the_key_and_any_bearer_token():
+    text = '{"Authorization": "Bearer abc.def", "x": "key=s3cr3t"}'
+    assert redact(text, "s3cr3t") == '{"Authorization": "Bearer ***", "x": "key=***"}'
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+
+
+def body(content="hi", *, usage=USAGE, model="m", finish_reason="stop"):
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+    result = {"id": "x", "object": "chat.completion", "model": model, "choices": [choice]}
+    if usage is not None:
+        result["usage"] = usage
+    return result
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (body(), ("hi", "m", 12, 7, "stop")),
+        (body(usage=None), ("hi", "m", 0, 0, "stop")),
+        (body(usage={"prompt_tokens": 3}), ("hi", "m", 3, 0, "stop")),
+        ({**body(), "usage": None}, ("hi", "m", 0, 0, "stop")),
+        (body(content="", finish_reason="length"), ("", "m", 12, 7, "length")),
+        (body(finish_reason=None), ("hi", "m", 12, 7, None)),
+        (body(model=None), ("hi", "fallback", 12, 7, "stop")),
+        (body(content="  line 1\nline 2  "), ("  line 1\nline 2  ", "m", 12, 7, "stop")),
+    ],
+)
+def test_parse_chat_response(raw, expected):
+    c = parse_chat_response(raw, latency_s=0.5, attempts=2, fallback_model="fallback")
+    assert (c.text, c.model, c.prompt_tokens, c.completion_tokens, c.finish_reason) == expected
+    assert (c.latency_s, c.attempts, c.cached) == (0.5, 2, False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {**body(), "choices": []},
+        {"id": "x"},
+        {**body(), "choices": None},
+        {**body(), "choices": ["text"]},
+        {**body(), "choices": [{"message": {"role": "assistant"}}]},
+        {**body(), "choices": [{"message": {"role": "assistant", "content": None}}]},
+        {**body(), "choices": [{"text": "legacy completions shape"}]},
+        [body()],
+        "not an object",
+    ],
+)
+def test_parse_chat_response_rejects_bodies_without_an_answer(raw):
+    with pytest.raises(MalformedResponseError):
+        parse_chat_response(raw, latency_s=0.1, attempts=1)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("3", 3.0),
+        ("0.25", 0.25),
+        ("-1", 0.0),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past
+        ("soon", None),
+    ],
+)
+def test_parse_retry_after(header, expected):
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now=now) == expected
+
+
+def test_backoff_grows_to_its_cap_with_full_jitter():
+    rng = random.Random(1)
+    for retry in range(10):
+        cap = min(2.0, 0.1 * 2**retry)
+        delays = [backoff_delay(retry, base_s=0.1, max_s=2.0, rng=rng) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap * 0.8  # the whole range is used, not a fixed step
+
+
+@pytest.mark.asyncio
+async def test_build_clients_reuses_strong_as_judge_unless_configured(session):
+    strong, target, judge = build_clients(
+        Settings(strong=EndpointSettings(model="big"), target=EndpointSettings(model="small")), session
+    )
+    assert (strong.model, target.model) == ("big", "small")
+    assert judge is strong
+
+    settings = Settings(strong=EndpointSettings(model="big"), judge=EndpointSettings(model="critic"))
+    strong, _, judge = build_clients(settings, session)
+    assert judge is not strong
+    assert judge.model == "critic"
+
+
+@pytest.mark.asyncio
+async def test_open_session_pools_enough_connections_for_every_endpoint():
+    settings = Settings(strong=EndpointSettings(max_in_flight=100), target=EndpointSettings(max_in_flight=30))
+    async with open_session(settings) as s:
+        assert s.connector is not None
+        assert s.connector.limit == 130  # the judge shares the strong endpoint

@@ -1,0 +1,402 @@
+"""The LLM double: its pure answer generation, and its HTTP face with the fault knobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm.double import (
+    FIVE_XX_CYCLE,
+    MALFORMED_TEXT,
+    DoubleConfig,
+    LLMDouble,
+    answer_for,
+    classify,
+    decode_reply,
+    draw_fault,
+    encode_reply,
+    judge_scores,
+    rubrics_reply,
+    tailor_reply,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def judge_prompt(first: str, second: str) -> str:
+    return (
+        "Rate the two answers to the question.\n[Question]\nWhat is 2+2?\n"
+        f"[The Start of Assistant 1's Answer]\n{first}\n[The End of Assistant 1's Answer]\n"
+        f"[The Start of Assistant 2's Answer]\n{second}\n[The End of Assistant 2's Answer]\n"
+        "Output the two scores on the first line."
+    )
+
+
+DECODE = "Use case: Travel planning\nSkills: budgeting\nGenerate 7 instructions as a numbered list, without answers."
+TAILOR = "#Instruction#: Plan a trip to Rome.\n#Action#: Add a budget constraint.\nImproved Instruction:"
+RUBRICS = "Use case: Travel planning\nWrite 3 rubrics with actions.\nRubric 1: ...\nAction 1: ..."
+
+
+# ---------------------------------------------------------------- classification
+
+
+@pytest.mark.parametrize(
+    ("messages", "kind"),
+    [
+        (user(judge_prompt("4", "5")), "judge"),
+        (user(judge_prompt("Use case: x", "numbered list")), "judge"),  # judge wins over every marker
+        (user(RUBRICS), "rubrics"),
+        (user(TAILOR), "tailor"),
+        (user(TAILOR + "\nRubric 1: in the context"), "rubrics"),  # rubrics come before tailor
+        (user(DECODE), "decode"),  # holds "Use case:" too; decode comes first
+        (user("Instruction: write a haiku.\nReply with Use case: and Skills:"), "encode"),
+        (user("What is the capital of France?"), "answer"),
+        ([], "answer"),
+        (  # the format in the system message, the seed in the user message
+            [{"role": "system", "content": "Reply as 'Use case: ...' then 'Skills: ...'"}, *user("Write a haiku.")],
+            "encode",
+        ),
+        (  # the last user message decides before the rest
+            [*user(DECODE), {"role": "assistant", "content": "1. ..."}, *user(TAILOR)],
+            "tailor",
+        ),
+    ],
+)
+def test_classify(messages, kind):
+    assert classify(messages) == kind
+
+
+# ---------------------------------------------------------------- answers
+
+
+@given(st.text(min_size=1, max_size=200), st.text(min_size=1, max_size=200))
+def test_judge_scores_do_not_depend_on_the_position(a, b):
+    s_ab = judge_scores(judge_prompt(a, b))
+    s_ba = judge_scores(judge_prompt(b, a))
+    assert s_ab == (s_ba[1], s_ba[0])
+    assert all(1 <= s <= 10 for s in s_ab)
+
+
+def test_judge_reply_starts_with_the_two_scores():
+    text = answer_for("judge", user(judge_prompt("Four.", "It is five.")), "strong")
+    first, rest = text.split("\n", 1)
+    assert re.fullmatch(r"\d+ \d+", first)
+    assert tuple(int(s) for s in first.split()) == judge_scores(judge_prompt("Four.", "It is five."))
+    assert rest.startswith("Assistant 1")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "n"), [(DECODE, 7), ("Please generate 3 tasks as a numbered list.", 3), ("A numbered list please.", 10)]
+)
+def test_decode_returns_exactly_n_distinct_numbered_instructions(prompt, n):
+    lines = decode_reply(prompt).split("\n")
+    assert [line.split(". ", 1)[0] for line in lines] == [str(i) for i in range(1, n + 1)]
+    bodies = [line.split(". ", 1)[1] for line in lines]
+    assert len(set(bodies)) == n
+    assert all(len(b.split()) >= 5 and b.endswith(".") for b in bodies)
+
+
+def test_decoded_instructions_differ_between_prompts():
+    assert not set(decode_reply(DECODE).split("\n")) & set(decode_reply(DECODE + " ").split("\n"))
+
+
+@pytest.mark.parametrize(("prompt", "k"), [(RUBRICS, 3), ("Rubric 1: give rubrics", 4)])
+def test_rubrics_come_in_k_rubric_action_pairs(prompt, k):
+    lines = rubrics_reply(prompt).split("\n")
+    assert len(lines) == 2 * k
+    for i in range(1, k + 1):
+        assert lines[2 * i - 2].startswith(f"Rubric {i}: ")
+        assert lines[2 * i - 1].startswith(f"Action {i}: ")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "instruction"),
+    [
+        (TAILOR, "Plan a trip to Rome."),
+        ("#Instruction#:\nWrite a limerick.\n#Action#: x\nImproved Instruction:", "Write a limerick."),
+        ("Make it harder.\nImproved Instruction:", "Write a detailed"),
+    ],
+)
+def test_tailor_builds_on_the_instruction(prompt, instruction):
+    text = tailor_reply(prompt)
+    assert text.startswith(f"Improved Instruction: {instruction}")
+    assert re.search(r"\(v[0-9a-f]{4}\)$", text)
+    assert "\n" not in text
+
+
+def test_tailored_instructions_are_distinct():
+    replies = {tailor_reply(f"{TAILOR}\nIteration {i}") for i in range(50)}
+    assert len(replies) == 50
+
+
+@given(st.text(max_size=300))
+def test_encode_gives_a_use_case_and_three_short_skills(prompt):
+    use_case_line, skills_line = encode_reply(prompt).split("\n")
+    assert use_case_line.startswith("Use case: ") and len(use_case_line) > len("Use case: ")
+    skills = skills_line.removeprefix("Skills: ").split(", ")
+    assert len(skills) == len(set(skills)) == 3
+    for skill in skills:
+        assert 2 <= len(skill.split()) <= 3
+        assert "skill" not in skill.lower() and "knowledge" not in skill.lower()
+
+
+def test_answers_depend_on_the_model():
+    strong = answer_for("answer", user("Why is the sky blue?"), "strong")
+    target = answer_for("answer", user("Why is the sky blue?"), "target")
+    assert strong.startswith("Answer from strong: ")
+    assert target.startswith("Answer from target: ")
+    assert strong.removeprefix("Answer from strong: ") != target.removeprefix("Answer from target: ")
+    assert 2 <= strong.count(". ") + 1 <= 5
+
+
+@pytest.mark.parametrize("kind", ["judge", "rubrics", "tailor", "decode", "encode", "answer"])
+def test_answers_are_deterministic(kind):
+    messages = user(judge_prompt("a", "b") if kind == "judge" else TAILOR)
+    assert answer_for(kind, messages, "m") == answer_for(kind, [dict(m) for m in messages], "m")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("u", "fault"),
+    [(0.0, "429"), (0.099, "429"), (0.1, "5xx"), (0.29, "5xx"), (0.31, None), (0.99, None)],
+)
+def test_draw_fault_partitions_the_unit_interval(u, fault):
+    rates = {"429": 0.1, "5xx": 0.2, "timeout": 0.0}
+    assert draw_fault(rates, u) == fault
+
+
+@pytest.mark.parametrize(
+    "bad", [{"rate_429": 1.5}, {"rate_429": 0.6, "rate_5xx": 0.6}, {"rate_5xx": -0.1}, {"latency_ms": -1}]
+)
+def test_config_rejects_impossible_knobs(bad):
+    with pytest.raises(ValueError):
+        DoubleConfig(**bad)
+
+
+# ---------------------------------------------------------------- over HTTP
+
+
+@pytest_asyncio.fixture
+async def http():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def chat(http: aiohttp.ClientSession, double: LLMDouble, text: str = "Hello?", **extra):
+    payload = {"model": "strong", "messages": user(text), "temperature": 0.7, "max_tokens": 512, **extra}
+    async with http.post(f"{double.base_url}/chat/completions", json=payload) as response:
+        raw = await response.text()
+        return response.status, response.headers, raw
+
+
+async def get_json(http: aiohttp.ClientSession, double: LLMDouble, path: str, method: str = "GET", **kwargs):
+    async with http.request(method, double.base_url.removesuffix("/v1") + path, **kwargs) as response:
+        return response.status, await response.json()
+
+
+@pytest.mark.asyncio
+async def test_a_response_is_shaped_like_openais(http):
+    async with LLMDouble() as double:
+        status, _, raw = await chat(http, double, DECODE)
+    body = json.loads(raw)
+    assert status == 200
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["model"] == "strong"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["content"] == decode_reply(f"{DECODE}")
+    assert body["usage"]["prompt_tokens"] == len(DECODE.split())
+    assert body["usage"]["completion_tokens"] == len(choice["message"]["content"].split())
+
+
+@pytest.mark.asyncio
+async def test_the_same_request_gets_the_same_reply(http):
+    async with LLMDouble() as double:
+        first = await chat(http, double, TAILOR)
+        second = await chat(http, double, TAILOR)
+    content = [json.loads(raw)["choices"][0]["message"]["content"] for _, _, raw in (first, second)]
+    assert content[0] == content[1]
+
+
+@pytest.mark.asyncio
+async def test_models_stats_and_reset(http):
+    async with LLMDouble() as double:
+        status, models = await get_json(http, double, "/v1/models")
+        assert status == 200 and models["data"][0]["id"]
+        await chat(http, double, DECODE)
+        await chat(http, double, "Why?")
+        await chat(http, double, "Why?", messages="not a list")
+
+        _, stats = await get_json(http, double, "/stats")
+        assert stats["calls"] == 3
+        assert stats["by_kind"] == {"judge": 0, "rubrics": 0, "tailor": 0, "decode": 1, "encode": 0, "answer": 1}
+        assert stats["by_status"] == {"200": 2, "400": 1}
+        assert stats["prompt_tokens"] == len(DECODE.split()) + 1
+        assert stats["completion_tokens"] > 0
+        assert (stats["in_flight"], stats["max_in_flight"]) == (0, 1)
+
+        _, stats = await get_json(http, double, "/reset", method="POST")
+        assert stats["calls"] == 0 and stats["by_status"] == {} and stats["prompt_tokens"] == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("knobs", "statuses"),
+    [
+        ({"rate_429": 1.0}, [429, 429, 429]),
+        ({"rate_5xx": 1.0}, list(FIVE_XX_CYCLE) * 2),
+        ({"down": True}, [503, 503]),
+        ({"force_status": 404}, [404]),
+        ({"api_key": "k"}, [401]),
+        ({"rate_5xx": 1.0, "max_faults": 2}, [500, 502, 200, 200]),
+        ({}, [200, 200]),
+    ],
+)
+async def test_knobs_produce_the_statuses_asked(http, knobs, statuses):
+    async with LLMDouble(DoubleConfig(**knobs)) as double:
+        got = [(await chat(http, double))[0] for _ in statuses]
+    assert got == statuses
+
+
+@pytest.mark.asyncio
+async def test_429s_carry_retry_after_when_configured(http):
+    async with LLMDouble(DoubleConfig(rate_429=1.0, retry_after_s=2)) as double:
+        status, headers, _ = await chat(http, double)
+        double.configure(retry_after_s=None)
+        _, headers_without, _ = await chat(http, double)
+    assert (status, headers["Retry-After"]) == (429, "2")
+    assert "Retry-After" not in headers_without
+
+
+@pytest.mark.asyncio
+async def test_fault_rates_are_roughly_the_rates_asked_and_repeat_with_the_seed(http):
+    async def statuses(seed: int) -> list[int]:
+        async with LLMDouble(DoubleConfig(rate_429=0.3, rate_5xx=0.2, random_seed=seed)) as double:
+            return [(await chat(http, double))[0] for _ in range(200)]
+
+    first, again, other = await statuses(1), await statuses(1), await statuses(2)
+    assert first == again
+    assert first != other
+    assert 40 <= first.count(429) <= 80
+    assert 20 <= sum(first.count(s) for s in FIVE_XX_CYCLE) <= 60
+
+
+@pytest.mark.asyncio
+async def test_bad_answers_are_the_kind_asked(http):
+    async with LLMDouble(DoubleConfig(rate_malformed=1.0)) as double:
+        _, _, malformed = await chat(http, double, DECODE)
+        double.configure(rate_malformed=0.0, rate_empty_choices=1.0)
+        _, _, empty = await chat(http, double, DECODE)
+        double.configure(rate_empty_choices=0.0, rate_length=1.0)
+        _, _, length = await chat(http, double, DECODE)
+        double.configure(rate_length=0.0, rate_bad_json=1.0)
+        status, _, bad_json = await chat(http, double, DECODE)
+    assert json.loads(malformed)["choices"][0]["message"]["content"] == MALFORMED_TEXT
+    assert json.loads(empty)["choices"] == []
+    cut = json.loads(length)["choices"][0]
+    assert cut["finish_reason"] == "length"
+    assert decode_reply(DECODE).startswith(cut["message"]["content"])
+    assert len(cut["message"]["content"]) < len(decode_reply(DECODE))
+    assert status == 200
+    with pytest.raises(ValueError):
+        json.loads(bad_json)
+
+
+@pytest.mark.asyncio
+async def test_max_tokens_cuts_the_reply(http):
+    async with LLMDouble() as double:
+        _, _, raw = await chat(http, double, DECODE, max_tokens=5)
+    choice = json.loads(raw)["choices"][0]
+    assert choice["finish_reason"] == "length"
+    assert len(choice["message"]["content"].split()) == 5
+
+
+@pytest.mark.asyncio
+async def test_max_concurrency_turns_the_excess_away(http):
+    async with LLMDouble(DoubleConfig(latency_ms=100, max_concurrency=3)) as double:
+        results = await asyncio.gather(*(chat(http, double) for _ in range(8)))
+        stats = double.stats()
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [200, 200, 200, 429, 429, 429, 429, 429]
+    assert stats["by_status"] == {"200": 3, "429": 5}
+
+
+@pytest.mark.asyncio
+async def test_latency_is_applied(http):
+    async with LLMDouble(DoubleConfig(latency_ms=150, jitter_ms=20)) as double:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(chat(http, double) for _ in range(5)))
+        elapsed = loop.time() - started
+    assert 0.13 <= elapsed < 0.5  # concurrent, not one after another
+
+
+@pytest.mark.asyncio
+async def test_control_changes_knobs_at_runtime(http):
+    async with LLMDouble() as double:
+        status, config = await get_json(http, double, "/control", method="POST", json={"down": True, "rate_429": 0.2})
+        assert status == 200 and config["down"] is True and config["rate_429"] == 0.2
+        assert (await chat(http, double))[0] == 503
+        await get_json(http, double, "/control", method="POST", json={"down": False, "rate_429": 0.0})
+        assert (await chat(http, double))[0] == 200
+        for bad in ({"no_such_knob": 1}, {"rate_429": 2.0}, [1, 2]):
+            status, error = await get_json(http, double, "/control", method="POST", json=bad)
+            assert status == 400 and "bad control request" in error["error"]["message"]
+        assert double.config.down is False
+
+
+def test_runs_as_a_program_and_stops_on_sigterm():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llm.double", "--port", "0", "--latency-ms", "1", "--rate-429", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        line = process.stdout.readline()
+        match = re.fullmatch(r"LLM double listening on (http://127\.0\.0\.1:\d+/v1)\n", line)
+        assert match, line + process.stderr.read()
+
+        async def one_call() -> int:
+            async with aiohttp.ClientSession() as http, http.get(f"{match.group(1)}/models") as response:
+                return response.status
+
+        assert asyncio.run(one_call()) == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_help_calls_it_a_double():
+    result = subprocess.run(
+        [sys.executable, "-m", "llm.double", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert "LLM double" in result.stdout
+    assert "--rate-5xx" in result.stdout and "--max-concurrency" in result.stdout
