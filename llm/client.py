@@ -163,13 +163,16 @@ class OpenAIChatClient:
     async def complete(
         self, messages: list[Message], *, temperature: float, max_tokens: int, sample: int = 0
     ) -> Completion:
-        # `sample` only tells otherwise equal calls apart (for caches); servers never see it.
-        payload = {
+        # `sample` tells otherwise equal calls apart (for caches); with `send_seed` it also
+        # becomes the request's sampling seed, so a rerun draws the same answers.
+        payload: dict[str, Any] = {
             "model": self._endpoint.model,
             "messages": messages,
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
+        if self._endpoint.send_seed:
+            payload["seed"] = sample
         attempts = self._endpoint.max_retries + 1
         for attempt in range(1, attempts + 1):
             outcome = await self._attempt(payload, attempt)

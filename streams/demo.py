@@ -139,14 +139,14 @@ def start_llm(args: argparse.Namespace, settings: Settings, children: Children, 
                 "target": {"base_url": url, "model": "double-target"},
             },
         )
-    from llm.local import LocalModelServer
+    from llm.local import MODEL_ALIAS, LocalModelServer
 
     print("2/4 starting the local model (SmolLM2-135M-Instruct on llama.cpp, CPU) for both roles ...")
     server = LocalModelServer()
     url = server.start()
     children.stack.callback(server.stop)
     # One small model plays both roles here; the point is the pipeline, not the data quality.
-    endpoint = {"base_url": url, "model": "smollm2-135m-instruct", "max_in_flight": 4}
+    endpoint = {"base_url": url, "model": MODEL_ALIAS, "max_in_flight": 2, "timeout_s": 300, "send_seed": True}
     return overlay(settings, {"strong": endpoint, "target": endpoint})
 
 

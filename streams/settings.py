@@ -43,6 +43,9 @@ class EndpointSettings(BaseModel):
     max_retries: int = Field(default=6, ge=0)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
+    send_seed: bool = Field(
+        default=False, description="send the sample index as `seed` so sampling repeats (llama.cpp, vLLM, OpenAI)"
+    )
 
     def key(self) -> str | None:
         if self.api_key is not None:
