@@ -66,7 +66,7 @@ def test_cli_start_status_stop_and_data_survives_a_restart(tmp_path):
 
 def test_missing_java_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BrokerError, match="java.*Install a Java 17"):
+    with pytest.raises(BrokerError, match=r"java.*Install a Java 17"):
         EmbeddedBroker(tmp_path / "b").start()
 
 
@@ -78,5 +78,5 @@ def test_missing_maven_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "bin" / "java").symlink_to(java)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     monkeypatch.setenv("CODECLM_CACHE_DIR", str(tmp_path / "empty-cache"))
-    with pytest.raises(BrokerError, match="mvn.*Install Apache Maven"):
+    with pytest.raises(BrokerError, match=r"mvn.*Install Apache Maven"):
         EmbeddedBroker(tmp_path / "b").start()
