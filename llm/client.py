@@ -24,6 +24,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from llm.base import Completion, LLMError, Message
+from streams import metrics
 from streams.settings import EndpointSettings, Settings
 
 log = logging.getLogger("codeclm.llm")
@@ -135,7 +136,9 @@ class OpenAIChatClient:
         *,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        role: str = "llm",
     ):
+        self.role = role  # strong, target or judge: the label of this client's metrics
         self._endpoint = endpoint
         self._session = session
         self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
@@ -187,6 +190,7 @@ class OpenAIChatClient:
             )  # fmt: skip
             await self._sleep(delay)  # no slot held while waiting
         gave_up = f" after {attempt} attempts" if outcome.retryable else ""
+        metrics.LLM_FAILURES.labels(self.role).inc()
         raise LLMError(
             f"{self.model}: {outcome.reason}{gave_up}",
             status=outcome.status,
@@ -207,8 +211,21 @@ class OpenAIChatClient:
         return headers
 
     async def _attempt(self, payload: dict[str, Any], attempt: int) -> _Attempt:
+        outcome = await self._attempt_once(payload, attempt)
+        if outcome.completion is not None:
+            c = outcome.completion
+            metrics.LLM_CALLS.labels(self.role, "ok").inc()
+            metrics.LLM_LATENCY.labels(self.role).observe(c.latency_s)
+            metrics.LLM_TOKENS.labels(self.role, "prompt").inc(c.prompt_tokens)
+            metrics.LLM_TOKENS.labels(self.role, "completion").inc(c.completion_tokens)
+        else:
+            metrics.LLM_CALLS.labels(self.role, metrics.outcome_of(outcome.status, outcome.reason)).inc()
+        return outcome
+
+    async def _attempt_once(self, payload: dict[str, Any], attempt: int) -> _Attempt:
         async with self._semaphore:
             self._in_flight += 1
+            metrics.LLM_IN_FLIGHT.labels(self.role).inc()
             started = time.monotonic()
             try:
                 async with self._session.post(
@@ -226,6 +243,7 @@ class OpenAIChatClient:
                 )
             finally:
                 self._in_flight -= 1
+                metrics.LLM_IN_FLIGHT.labels(self.role).dec()
             latency_s = time.monotonic() - started
         if status != 200:
             return _Attempt(
@@ -254,9 +272,9 @@ def build_clients(
 ) -> tuple[OpenAIChatClient, OpenAIChatClient, OpenAIChatClient]:
     """(strong, target, judge). Without its own endpoint the judge is the strong client itself,
     so both share one in-flight limit, as they share one server."""
-    strong = OpenAIChatClient(settings.strong, session)
-    target = OpenAIChatClient(settings.target, session)
-    judge = strong if settings.judge is None else OpenAIChatClient(settings.judge, session)
+    strong = OpenAIChatClient(settings.strong, session, role="strong")
+    target = OpenAIChatClient(settings.target, session, role="target")
+    judge = strong if settings.judge is None else OpenAIChatClient(settings.judge, session, role="judge")
     return strong, target, judge
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import aiohttp
 import faust
@@ -26,6 +25,7 @@ from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
 from schemas.codec import decode as decode_record
+from streams import metrics
 from streams.ack_window import OrderedAckWindow
 from streams.admin import faust_credentials
 from streams.settings import Settings
@@ -42,15 +42,6 @@ STAGE_PROCESS: dict[str, Process] = {
     "filter": filter_stage.process,
     "tailor": tailor.process,
 }  # type: ignore[dict-item]
-
-
-@dataclass
-class StageStats:
-    """Counters a stage keeps for `/metrics` and the logs."""
-
-    processed: int = 0
-    dead_lettered: int = 0
-    emitted: dict[str, int] = field(default_factory=dict)
 
 
 class LLMResources(mode.Service):
@@ -87,7 +78,6 @@ class StageRunner:
         self.stage = stage
         self.settings = settings
         self.resources = resources
-        self.stats = StageStats()
         self.process = STAGE_PROCESS[stage]
         self._topics = {
             name: app.topic(settings.topic(name), value_serializer=CODEC_NAME, key_serializer="raw")
@@ -102,6 +92,7 @@ class StageRunner:
             record = decode_record(record_type(topic), raw)
         except DecodeError as exc:
             await self.send([self._dead_letter_unreadable(message, raw, exc)])
+            metrics.RECORDS.labels(self.stage, "dead_lettered").inc()
             return
         context = await self.resources.stage_context()
         try:
@@ -109,7 +100,8 @@ class StageRunner:
         except StageFailure as failure:
             emits = [self._dead_letter(record, message, failure)]
         await self.send(emits)
-        self.stats.processed += 1
+        outcome = "dead_lettered" if any(e.topic == "deadletter" for e in emits) else "processed"
+        metrics.RECORDS.labels(self.stage, outcome).inc()
 
     async def send(self, emits: list[Emit]) -> None:
         """Send all outputs at once and wait until the broker acknowledged every one."""
@@ -119,10 +111,11 @@ class StageRunner:
             # force=True: publish now. Faust would otherwise attach the message to the
             # current event and publish it at commit time, after the ack we are waiting for.
             futures.append(await topic.send(key=emit.record.id.encode(), value=emit.record, force=True))
-            self.stats.emitted[emit.topic] = self.stats.emitted.get(emit.topic, 0) + 1
-            if emit.topic == "deadletter":
-                self.stats.dead_lettered += 1
         await asyncio.gather(*futures)
+        for emit in emits:
+            metrics.EMITTED.labels(self.stage, emit.topic).inc()
+            if emit.topic in metrics.VERDICT_OF_TOPIC:
+                metrics.VERDICTS.labels(metrics.VERDICT_OF_TOPIC[emit.topic]).inc()
 
     def _dead_letter(self, record: Record, message, failure: StageFailure) -> Emit:
         text, encoding = original_payload(message.value)
@@ -204,6 +197,7 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
             partition_of=lambda event: event.message.tp,
         )
         runner.window = window  # type: ignore[attr-defined]
+        metrics.STAGE_IN_FLIGHT.labels(stage).set_function(lambda: window.in_flight)
         try:
             async for event in manual.events():
                 await window.submit(event, runner.handle)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from schemas import AcceptedPair, Record
 from streams.broker import EmbeddedBroker, cache_dir, free_port
-from streams.cli import overlay, settings_env, settings_from_args
+from streams.cli import settings_from_args
 from streams.feed import BadLine, produce_seeds, read_seeds
 from streams.ledger import Ledger
 from streams.reader import follow_until
-from streams.settings import Settings
+from streams.settings import Settings, overlay, settings_env
 
 # A 135M model on two CPU cores answers ~130 tokens/s, one request at a time.
 DEMO_PIPELINE = {

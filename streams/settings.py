@@ -8,6 +8,7 @@ the defaults below, which are the paper's settings.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -112,3 +113,31 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}{name}"
+
+
+def overlay(base: Settings, sections: dict[str, dict[str, Any]]) -> Settings:
+    update: dict[str, BaseModel] = {}
+    for section, values in sections.items():
+        current = getattr(base, section)
+        if section == "judge" and current is None:
+            current = base.strong  # a judge flag starts from the strong endpoint
+        model_type = type(current) if current is not None else EndpointSettings
+        update[section] = model_type.model_validate({**current.model_dump(), **values})
+    return base.model_copy(update=update)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as CODECLM_* environment variables, for a child process (secrets included:
+    the environment is how they travel; it is never logged)."""
+    env: dict[str, str] = {}
+    for section in ("kafka", "strong", "target", "judge", "pipeline", "worker"):
+        model = getattr(settings, section)
+        if model is None:
+            continue
+        for field, value in model.model_dump().items():
+            if value is None:
+                continue
+            if hasattr(getattr(model, field), "get_secret_value"):
+                value = getattr(model, field).get_secret_value()
+            env[f"CODECLM_{section.upper()}__{field.upper()}"] = str(value)
+    return env

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from streams.broker import EmbeddedBroker, free_port
-from streams.cli import overlay, settings_env
-from streams.settings import Settings
+from streams.settings import Settings, overlay, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 _BROKER: dict[str, object] = {}

@@ -12,10 +12,10 @@ import pytest
 
 from schemas import AcceptedPair, Record, derive_id
 from schemas.codec import encode
-from streams.cli import overlay
 from streams.feed import BadLine, produce_seeds, read_seeds
 from streams.ledger import Ledger
 from streams.reader import follow_until, read_records
+from streams.settings import overlay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 

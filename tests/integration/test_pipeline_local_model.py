@@ -10,11 +10,11 @@ import pytest
 
 from llm.local import MODEL_ALIAS, LocalModelServer
 from schemas import Record
-from streams.cli import overlay
 from streams.demo import DEMO_PIPELINE
 from streams.feed import produce_seeds, seed_from_text
 from streams.ledger import Ledger
 from streams.reader import follow_until
+from streams.settings import overlay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.local_model, pytest.mark.timeout(900)]
 

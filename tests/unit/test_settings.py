@@ -2,8 +2,8 @@
 
 import pytest
 
-from streams.cli import build_parser, settings_env, settings_from_args
-from streams.settings import Settings
+from streams.cli import build_parser, settings_from_args
+from streams.settings import Settings, settings_env
 
 
 def test_defaults_are_the_papers_numbers():
