@@ -7,10 +7,11 @@ the defaults below, which are the paper's settings.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +88,12 @@ class WorkerSettings(BaseModel):
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
     data_dir: Path = Field(default=Path(".codeclm-worker"), description="faust's local state")
     log_level: str = "info"
+    http_enabled: bool = Field(default=True, description="serve /healthz, /metrics and /lag")
+    http_host: str = Field(default="127.0.0.1", description="any address but loopback needs http_token")
+    http_port: int = Field(
+        default=0, ge=0, le=65535, description="0 picks a free port (logged, and kept in <data_dir>/http-url)"
+    )
+    http_token: SecretStr | None = Field(default=None, description="bearer token for /metrics and /lag")
 
     @field_validator("log_level")
     @classmethod
@@ -95,6 +102,25 @@ class WorkerSettings(BaseModel):
         if v not in {"crit", "error", "warn", "info", "debug"}:
             raise ValueError("log_level is one of crit, error, warn, info, debug")
         return v
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WorkerSettings:
+        # Metrics and lag name topics, groups and volumes: not for the whole network unasked.
+        if self.http_enabled and not is_loopback(self.http_host) and not self.http_token:
+            raise ValueError(
+                f"http_host {self.http_host} is not loopback: set http_token (CODECLM_WORKER__HTTP_TOKEN; "
+                "clients send `Authorization: Bearer <token>`) or bind 127.0.0.1"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name may resolve to anything
 
 
 class Settings(BaseSettings):

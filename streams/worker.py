@@ -11,6 +11,7 @@ from streams.admin import ensure_topics
 from streams.app import LLMResources, create_stage_app
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS
+from streams.web import WorkerHTTP
 
 log = logging.getLogger("codeclm.worker")
 
@@ -25,8 +26,10 @@ def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> fa
         (settings.worker.data_dir / stage).mkdir(parents=True, exist_ok=True)
     resources = LLMResources(settings)
     apps = [create_stage_app(stage, settings, resources)[0] for stage in stages]
+    # /healthz, /metrics, /lag: up before the stages start, down after they stop.
+    http = [WorkerHTTP(settings, stages)] if settings.worker.http_enabled else []
     # Dependencies start in order and stop in reverse: the LLM session outlives the stages.
-    return faust.Worker(apps[0], resources, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+    return faust.Worker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
 
 
 def run_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> None:
