@@ -1,0 +1,195 @@
+"""One end-to-end run: N seeds in, every seed's instructions to a verdict, sampled on the way.
+
+The workers are started and have joined their consumer groups before the first seed is fed,
+so start-up is not counted. A sampler reads both LLM doubles' /stats (calls by kind, requests
+in flight) and the workers' CPU and memory from /proc a few times a second; a follower reads
+the verdict topics to know when every seed is done and when each accepted pair arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import AcceptedPair, Record, Seed
+from schemas.codec import encode
+from streams.admin import client_options, ensure_topics, topic_partitions
+from streams.bench import procfs
+from streams.bench.figures import Sample
+from streams.bench.stack import Double, double_stats
+from streams.feed import seed_from_text
+from streams.ledger import Ledger
+from streams.reader import follow_until
+from streams.settings import Settings
+from streams.topics import STAGE_INPUTS
+
+_SUBJECTS = (
+    "Explain how a bakery should price seasonal cakes",
+    "Write a polite reminder to a client about an unpaid invoice",
+    "Plan a week of vegetarian dinners on a small budget",
+    "Describe how to find a memory leak in a Python service",
+    "Compare index funds and savings accounts for a first-time saver",
+    "Summarise the causes of the French Revolution for a teenager",
+    "Draft a checklist for onboarding a new engineer",
+    "Explain what a p-value means to a product manager",
+)
+
+
+def bench_seeds(count: int, tag: str) -> list[Seed]:
+    """`count` distinct seeds (distinct texts give distinct seed ids); `tag` keeps runs apart."""
+    return [seed_from_text(f"{_SUBJECTS[i % len(_SUBJECTS)]} (bench {tag} #{i})", "bench") for i in range(count)]
+
+
+@dataclass
+class PipelineRun:
+    seeds: int
+    workers: int
+    samples: list[Sample]
+    latencies_s: list[float]  # per accepted pair: its seed's produce time -> its arrival
+    accepted: int
+    rejected: int
+    dead: int
+    complete: bool
+    elapsed_s: float  # first seed fed -> last seed done
+    hwm_kb: int  # peak RSS of the worker processes (sum of VmHWM)
+    records: int  # records the stages consumed (every record on an input topic)
+    ready_s: float  # how long the workers took to join their groups
+    double_final: dict[str, dict] = field(default_factory=dict)
+
+
+async def run_pipeline(
+    settings: Settings,
+    doubles: dict[str, Double],
+    workers: list[subprocess.Popen],
+    seeds: list[Seed],
+    *,
+    feed_rate: float = 0.0,
+    interval: float = 0.25,
+    timeout: float = 900.0,
+    ready_s: float = 0.0,
+) -> PipelineRun:
+    """Feed `seeds` (all at once, or `feed_rate` per second) and follow them to their verdicts."""
+    await ensure_topics(settings)
+    ledger = Ledger()
+    fed_at: dict[str, float] = {}
+    arrivals: list[float] = []
+    wanted = {s.id for s in seeds}
+    samples: list[Sample] = []
+    hwm = [0]
+    start = time.monotonic()
+
+    def on_record(topic: str, record: Record) -> None:
+        ledger.add(topic, record)
+        if isinstance(record, AcceptedPair) and record.seed_id in fed_at:
+            arrivals.append(time.monotonic() - fed_at[record.seed_id])
+
+    def done() -> bool:
+        for worker in workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker {worker.pid} exited with {worker.returncode} during the run")
+        return len(fed_at) == len(seeds) and not ledger.incomplete(wanted)
+
+    async with aiohttp.ClientSession() as session:
+        sampler = asyncio.ensure_future(_sample(session, doubles, workers, start, interval, samples, hwm))
+        feeder = asyncio.ensure_future(_feed(settings, seeds, feed_rate, fed_at))
+        try:
+            complete = await follow_until(
+                settings, ("basic", "accepted", "rejected", "deadletter"), on_record, done, timeout
+            )
+            await feeder
+        finally:
+            feeder.cancel()
+            sampler.cancel()
+            await asyncio.gather(feeder, sampler, return_exceptions=True)
+        elapsed = time.monotonic() - start
+        samples.append(await _take_sample(session, doubles, workers, start, hwm))
+        final = {name: await double_stats(session, d) for name, d in doubles.items()}
+    accounts = [ledger.account(s) for s in wanted]
+    return PipelineRun(
+        seeds=len(seeds),
+        workers=len(workers),
+        samples=samples,
+        latencies_s=arrivals,
+        accepted=sum(len(a.accepted) for a in accounts),
+        rejected=sum(len(a.rejected) for a in accounts),
+        dead=sum(len(a.dead) + (a.seed_dead_reason is not None) for a in accounts),
+        complete=complete,
+        elapsed_s=elapsed,
+        hwm_kb=hwm[0],
+        records=await records_on(settings, sorted({n for inputs in STAGE_INPUTS.values() for n in inputs})),
+        ready_s=ready_s,
+        double_final=final,
+    )
+
+
+async def _feed(settings: Settings, seeds: list[Seed], rate: float, fed_at: dict[str, float]) -> None:
+    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        began = time.monotonic()
+        futures = []
+        for i, seed in enumerate(seeds):
+            if rate > 0:
+                await asyncio.sleep(max(0.0, began + i / rate - time.monotonic()))
+            fed_at[seed.id] = time.monotonic()
+            futures.append(await producer.send(settings.topic("seeds"), key=seed.id.encode(), value=encode(seed)))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _sample(session, doubles, workers, start, interval, samples: list[Sample], hwm: list[int]) -> None:
+    while True:
+        samples.append(await _take_sample(session, doubles, workers, start, hwm))
+        await asyncio.sleep(interval)
+
+
+async def _take_sample(
+    session: aiohttp.ClientSession, doubles: dict[str, Double], workers: list[subprocess.Popen], start: float, hwm
+) -> Sample:
+    t = time.monotonic() - start
+    stats = {name: await double_stats(session, d) for name, d in doubles.items()}
+    usages = [procfs.usage(w.pid) for w in workers]
+    hwm[0] = max(hwm[0], sum(u.hwm_kb for u in usages))
+    kinds: dict[str, int] = {}
+    for name, s in stats.items():
+        for kind, n in s["by_kind"].items():
+            # The target endpoint only answers; keep its answers apart from the strong model's.
+            key = "answer_target" if (name == "target" and kind == "answer") else kind
+            kinds[key] = kinds.get(key, 0) + n
+    return Sample(
+        t=t,
+        strong_calls=stats["strong"]["calls"],
+        target_calls=stats["target"]["calls"],
+        strong_in_flight=stats["strong"]["in_flight"],
+        target_in_flight=stats["target"]["in_flight"],
+        by_kind=kinds,
+        cpu_s=sum(u.cpu_s for u in usages),
+        rss_kb=sum(u.rss_kb for u in usages),
+        tokens=sum(s["prompt_tokens"] + s["completion_tokens"] for s in stats.values()),
+    )
+
+
+async def records_on(settings: Settings, names: list[str]) -> int:
+    """How many records the named topics hold (sum of end offsets; nothing is compacted)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        counts = await topic_partitions(admin, [settings.topic(n) for n in names])
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()

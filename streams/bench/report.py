@@ -1,0 +1,178 @@
+"""What a run's samples mean (pure): the figures of the benchmark table, and the tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from streams.bench import figures as f
+from streams.bench.pipeline import PipelineRun
+
+
+@dataclass(frozen=True)
+class PipelineFigures:
+    """One pipeline run, summarised. `M` is the in-flight limit of each endpoint in each
+    worker; the strong endpoint (generation, strong answers and the judge) carries three
+    quarters of the calls, so it is the bottleneck and the bound is workers * M / L on it."""
+
+    m: int
+    latency_s: float
+    workers: int
+    seeds: int
+    strong_calls: int
+    target_calls: int
+    bound: float
+    strong_rate_whole: float
+    strong_rate_steady: float
+    all_rate_whole: float
+    all_rate_steady: float
+    efficiency_whole: float
+    efficiency_steady: float
+    occupancy_steady: float  # mean strong requests in flight / (workers * M)
+    steady_s: tuple[float, float]
+    accepted: int
+    rejected: int
+    dead: int
+    accepted_rate: float
+    latency_p50_s: float
+    latency_p95_s: float
+    cpu_per_1k_calls: float
+    cpu_per_1k_calls_steady: float
+    rss_warm_mb: float
+    rss_end_mb: float
+    peak_rss_mb: float
+    records: int
+    elapsed_s: float
+    complete: bool
+
+    @property
+    def rss_growth(self) -> float:
+        return self.rss_end_mb / self.rss_warm_mb - 1 if self.rss_warm_mb else math.nan
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "rss_growth": self.rss_growth}
+
+
+def summarise(run: PipelineRun, m: int, latency_s: float) -> PipelineFigures:
+    s = run.samples
+    last_call = f.crossing(s, f.all_calls, f.all_calls(s[-1]))
+    steady = f.steady_window(s, f.strong)
+    bound = f.bound(run.workers * m, latency_s)
+    strong_whole = f.rate(s, f.strong, 0.0, last_call)
+    strong_steady = f.rate(s, f.strong, *steady)
+    calls = f.all_calls(s[-1]) - f.all_calls(s[0])
+    steady_calls = f.value_at(s, f.all_calls, steady[1]) - f.value_at(s, f.all_calls, steady[0])
+    cpu = s[-1].cpu_s - s[0].cpu_s
+    steady_cpu = f.value_at(s, lambda x: x.cpu_s, steady[1]) - f.value_at(s, lambda x: x.cpu_s, steady[0])
+    return PipelineFigures(
+        m=m,
+        latency_s=latency_s,
+        workers=run.workers,
+        seeds=run.seeds,
+        strong_calls=s[-1].strong_calls,
+        target_calls=s[-1].target_calls,
+        bound=bound,
+        strong_rate_whole=strong_whole,
+        strong_rate_steady=strong_steady,
+        all_rate_whole=f.rate(s, f.all_calls, 0.0, last_call),
+        all_rate_steady=f.rate(s, f.all_calls, *steady),
+        efficiency_whole=strong_whole / bound,
+        efficiency_steady=strong_steady / bound,
+        occupancy_steady=f.mean_level(s, lambda x: x.strong_in_flight, *steady) / (run.workers * m),
+        steady_s=steady,
+        accepted=run.accepted,
+        rejected=run.rejected,
+        dead=run.dead,
+        accepted_rate=run.accepted / run.elapsed_s if run.elapsed_s else 0.0,
+        latency_p50_s=f.percentile(run.latencies_s, 50),
+        latency_p95_s=f.percentile(run.latencies_s, 95),
+        cpu_per_1k_calls=1000 * cpu / calls if calls else math.nan,
+        cpu_per_1k_calls_steady=1000 * steady_cpu / steady_calls if steady_calls else math.nan,
+        rss_warm_mb=f.value_at(s, lambda x: x.rss_kb, steady[0]) / 1024,
+        rss_end_mb=s[-1].rss_kb / 1024,
+        peak_rss_mb=run.hwm_kb / 1024,
+        records=run.records,
+        elapsed_s=run.elapsed_s,
+        complete=run.complete,
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table, numbers right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))] if rows else []
+    lines = [
+        "  ".join(
+            h.rjust(w) if numeric and numeric[i] else h.ljust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+PIPELINE_HEADERS = (
+    "M",
+    "workers",
+    "seeds",
+    "calls/s (strong)",
+    "bound M/L",
+    "efficiency",
+    "in flight/M",
+    "calls/s (all)",
+    "accepted/s",
+    "latency p50 s",
+    "p95 s",
+    "CPU s/1k calls",
+    "peak RSS MB",
+)
+
+
+def pipeline_rows(runs: Sequence[PipelineFigures]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for r in runs:
+        rows.append(
+            [r.m, r.workers, r.seeds, r.strong_rate_steady, r.bound, r.efficiency_steady, r.occupancy_steady,
+             r.all_rate_steady, r.accepted_rate, r.latency_p50_s, r.latency_p95_s, r.cpu_per_1k_calls_steady, r.peak_rss_mb]
+        )  # fmt: skip
+    return rows
+
+
+WHOLE_HEADERS = (
+    "M",
+    "workers",
+    "calls/s (strong)",
+    "efficiency",
+    "calls/s (all)",
+    "CPU s/1k calls",
+    "run s",
+    "steady window s",
+)
+
+
+def whole_rows(runs: Sequence[PipelineFigures]) -> list[list[object]]:
+    return [
+        [r.m, r.workers, r.strong_rate_whole, r.efficiency_whole, r.all_rate_whole, r.cpu_per_1k_calls, r.elapsed_s,
+         f"{r.steady_s[0]:.1f}-{r.steady_s[1]:.1f}"]
+        for r in runs
+    ]  # fmt: skip
