@@ -98,3 +98,43 @@ class OrderedAckWindow(Generic[E]):
         for p in partitions:
             self._pending.pop(p, None)
             self._blocked.discard(p)
+
+
+class AckGate:
+    """Lets a consumer's acks through only for messages the ordered window released.
+
+    faust's stream acks by itself the messages it skips: those fetched under an older
+    consumer generation or while flow control is paused during a rebalance. They never
+    reach our agent, yet their offsets join the acked run and get committed; if the
+    partition comes back to this worker, a crash before they are read again loses them.
+    Installed on the consumer, the gate refuses those acks, so a skipped message stays
+    uncommitted and is fetched again after the rebalance's seek to the committed offset.
+    """
+
+    def __init__(self, consumer: object):
+        self._ack: Callable[[object], bool] = consumer.ack  # type: ignore[attr-defined]
+        self._released: set[tuple[Hashable, int]] = set()
+        self.refused = 0  # skipped messages whose ack was held back (for tests and logs)
+        consumer.ack = self._gated  # type: ignore[attr-defined]
+
+    async def release(self, event: object, ack: Callable[[object], Awaitable[object] | object]) -> None:
+        """Ack an event the window is done with: `ack(event)` (the stream's ack) reaches
+        `consumer.ack` through the message's refcount, and the gate lets this one through."""
+        key = _key(event.message)  # type: ignore[attr-defined]
+        self._released.add(key)
+        try:
+            result = ack(event)
+            if asyncio.iscoroutine(result):
+                await result
+        finally:
+            self._released.discard(key)
+
+    def _gated(self, message: object) -> bool:
+        if _key(message) not in self._released:
+            self.refused += 1
+            return False
+        return self._ack(message)
+
+
+def _key(message: object) -> tuple[Hashable, int]:
+    return (message.tp, message.offset)  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import faust
 import mode
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
 from agents import contrast, decode, encode, tailor
@@ -26,12 +28,21 @@ from schemas import DeadLetter, Record, derive_id
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
 from schemas.codec import decode as decode_record
 from streams import metrics
-from streams.ack_window import OrderedAckWindow
+from streams.ack_window import AckGate, OrderedAckWindow
 from streams.admin import faust_credentials
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS, record_type
 
 log = logging.getLogger("codeclm.worker")
+
+SEND_RETRY_MAX_S = 5.0  # cap of the wait between sends while the broker is unreachable
+MAX_ORIGINAL_BYTES = 256 * 1024  # of a dead letter's original record (Kafka's default limit is 1 MB)
+ORIGINAL_CUT_NOTE = "[original cut to its first {kept} of {size} bytes]"
+# A crashed worker's partitions wait for its group session to expire before anyone takes them
+# over; faust's default (60 s) would stall a stage for a minute after every crash.
+SESSION_TIMEOUT_S = 10.0
+# Commits are cheap; what a crash replays is what was done since the last one.
+COMMIT_INTERVAL_S = 1.0
 
 Process = Callable[[Record, StageContext], Awaitable[list[Emit]]]
 
@@ -99,12 +110,41 @@ class StageRunner:
             emits = await self.process(record, context)
         except StageFailure as failure:
             emits = [self._dead_letter(record, message, failure)]
-        await self.send(emits)
+        except Exception as exc:
+            # A bug or an input no stage foresaw: the record is kept as a dead letter (it can
+            # be replayed after a fix) instead of stalling its partition's acks for good.
+            log.exception("%s: unexpected error on %s", self.stage, record.id)
+            failure = StageFailure(f"unexpected error: {type(exc).__name__}: {exc}", type(exc).__name__)
+            emits = [self._dead_letter(record, message, failure)]
+        try:
+            await self.send(emits)
+        except (RecordTooLargeError, MessageSizeTooLargeError) as exc:
+            # An output the broker will never take: record why, with the input, and go on.
+            failure = StageFailure(f"output too large for the broker: {exc}", type(exc).__name__)
+            emits = [self._dead_letter(record, message, failure)]
+            await self.send(emits)
         outcome = "dead_lettered" if any(e.topic == "deadletter" for e in emits) else "processed"
         metrics.RECORDS.labels(self.stage, outcome).inc()
 
     async def send(self, emits: list[Emit]) -> None:
-        """Send all outputs at once and wait until the broker acknowledged every one."""
+        """Send all outputs and wait until the broker acknowledged every one. While the broker
+        is unreachable (a restart), keep trying: the record is not acked until this returns,
+        and the outputs' deterministic ids make a resend harmless."""
+        delay = 0.2
+        while True:
+            try:
+                await self._send_once(emits)
+                return
+            except (RecordTooLargeError, MessageSizeTooLargeError):
+                raise
+            except (KafkaError, ProducerSendError) as exc:
+                log.warning(
+                    "%s: sending failed (%s: %s); retrying in %.1fs", self.stage, type(exc).__name__, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SEND_RETRY_MAX_S)
+
+    async def _send_once(self, emits: list[Emit]) -> None:
         futures = []
         for emit in emits:
             topic = self._topics[emit.topic]
@@ -118,7 +158,7 @@ class StageRunner:
                 metrics.VERDICTS.labels(metrics.VERDICT_OF_TOPIC[emit.topic]).inc()
 
     def _dead_letter(self, record: Record, message, failure: StageFailure) -> Emit:
-        text, encoding = original_payload(message.value)
+        text, encoding, cut = kept_original(message.value)
         log.warning("%s: dead-lettering %s: %s", self.stage, record.id, failure.reason)
         return Emit(
             "deadletter",
@@ -129,7 +169,7 @@ class StageRunner:
                 root_id=getattr(record, "root_id", None),
                 record_id=record.id,
                 stage=self.stage,
-                reason=failure.reason,
+                reason=failure.reason + cut,
                 error_class=failure.error_class,
                 attempts=failure.attempts,
                 source_topic=message.topic,
@@ -141,7 +181,7 @@ class StageRunner:
         )
 
     def _dead_letter_unreadable(self, message, raw: bytes | None, exc: DecodeError) -> Emit:
-        text, encoding = original_payload(raw)
+        text, encoding, cut = kept_original(raw)
         log.warning(
             "%s: dead-lettering unreadable record at %s[%s]@%s: %s",
             self.stage,
@@ -157,7 +197,7 @@ class StageRunner:
                 seed_id="",
                 parent_id=None,
                 stage=self.stage,
-                reason=str(exc),
+                reason=str(exc) + cut,
                 error_class=exc.error_class,
                 source_topic=message.topic,
                 source_partition=message.partition,
@@ -166,6 +206,18 @@ class StageRunner:
                 original_encoding=encoding,
             ),
         )
+
+
+def kept_original(raw: bytes | None) -> tuple[str, str, str]:
+    """(text, encoding, note) of the original bytes for a dead letter. Beyond
+    MAX_ORIGINAL_BYTES only the head is kept, so the dead letter itself stays far below the
+    broker's message size limit; the note (appended to the reason) says so, and such a dead
+    letter cannot be replayed."""
+    if raw is not None and len(raw) > MAX_ORIGINAL_BYTES:
+        text, encoding = original_payload(raw[:MAX_ORIGINAL_BYTES])
+        return text, encoding, f" {ORIGINAL_CUT_NOTE.format(kept=MAX_ORIGINAL_BYTES, size=len(raw))}"
+    text, encoding = original_payload(raw)
+    return text, encoding, ""
 
 
 def create_stage_app(stage: str, settings: Settings, resources: LLMResources) -> tuple[faust.App, StageRunner]:
@@ -183,6 +235,9 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         web_enabled=False,
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.worker.in_flight_per_stage * 2),
+        broker_session_timeout=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S),
+        broker_heartbeat_interval=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S) / 5,
+        broker_commit_interval=COMMIT_INTERVAL_S,
     )
     runner = StageRunner(stage, app, settings, resources)
     inputs = app.topic(
@@ -191,11 +246,17 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
 
     async def run_stage(stream: faust.StreamT) -> None:
         manual = stream.noack()
+        gate = AckGate(app.consumer)  # only acks the window releases reach the consumer
+
+        async def release(event: EventT) -> None:
+            await gate.release(event, manual.ack)
+
         window: OrderedAckWindow[EventT] = OrderedAckWindow(
             capacity=settings.worker.in_flight_per_stage,
-            ack=manual.ack,
+            ack=release,
             partition_of=lambda event: event.message.tp,
         )
+        runner.gate = gate  # type: ignore[attr-defined]
         runner.window = window  # type: ignore[attr-defined]
         metrics.STAGE_IN_FLIGHT.labels(stage).set_function(lambda: window.in_flight)
         try:
@@ -213,5 +274,8 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         window = getattr(runner, "window", None)
         if window is not None:
             window.forget(set(revoked))
+        gate = getattr(runner, "gate", None)
+        if gate is not None and gate.refused:
+            log.info("%s: held back the acks of %d messages faust skipped in a rebalance", stage, gate.refused)
 
     return app, runner

@@ -1,0 +1,211 @@
+"""The central reliability test: seeds flow through every stage while the worker is SIGKILLed at
+random moments and the broker is killed and restarted once; afterwards every seed is accounted
+for and the de-duplicated topics hold exactly what a crash-free run produces.
+
+The guarantee under test (README, "Delivery guarantee"): at-least-once delivery with
+deterministic ids. A record's offset is committed only after everything derived from it is on
+the broker (streams/ack_window.py), so a crash can only make a record be processed again, and
+a replay yields records with the same ids. So, de-duplicated by id, every topic holds each
+expected record exactly once; the raw topics may hold a replay's copies, which are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.demo import wait_for_http
+from streams.feed import produce_seeds, seed_from_text
+from streams.ledger import Ledger
+from streams.reader import read_records
+from streams.settings import Settings, overlay
+from tests.integration.reference import reference_run
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
+
+SEEDS = 240
+WORKER_KILLS = 3
+RANDOM_SEED = 20240405  # which moments are "random": fixed, so a failure can be rerun as it was
+TOPICS = ("seeds", "metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
+_SUBJECTS = ("a bakery", "a hospital", "a school", "a startup", "a museum", "a farm", "a library", "a gym")
+_ASKS = ("price its services", "plan next year", "reduce waste", "train new staff", "explain its data", "grow online")
+
+
+def crash_seeds(n: int):
+    return [seed_from_text(f"How should {_SUBJECTS[i % 8]} number {i} {_ASKS[i % 6]}?", "crash") for i in range(n)]
+
+
+def crash_settings(bootstrap: str, llm_url: str, data_dir: Path) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return overlay(
+        Settings(),
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": f"crash{run}.", "partitions": 4},
+            "strong": {"base_url": llm_url, "model": "double-strong", "backoff_max_s": 2.0},
+            "target": {"base_url": llm_url, "model": "double-target", "backoff_max_s": 2.0},
+            "pipeline": {"instructions_per_metadata": 3, "max_iterations": 3},
+            "worker": {"app_id": f"crash{run}", "data_dir": str(data_dir), "http_enabled": False},
+        },
+    )
+
+
+class Progress:
+    """Follows every topic from the start (no consumer group) into a Ledger, and counts each
+    id's copies. Restarted from scratch after the broker restart."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.ledger = Ledger()
+        self.copies: dict[str, Counter[str]] = {t: Counter() for t in TOPICS}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.ledger = Ledger()
+        self.copies = {t: Counter() for t in TOPICS}
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        async for topic, record in read_records(self.settings, TOPICS, follow=True):
+            self.copies[topic][record.id] += 1
+            self.ledger.add(topic, record)
+
+    def seen(self) -> int:
+        return sum(len(c) for c in self.copies.values())
+
+    def check(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()
+
+
+def port_is_free(port: int) -> bool:
+    """streams.broker.port_is_free, but a port whose only sockets sit in TIME_WAIT (what a
+    killed broker leaves behind for a minute) counts as free, as it is to Kafka itself, which
+    binds with SO_REUSEADDR."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def llm_stats(url: str) -> dict:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
+    tmp_path, processes, start_worker, record_property, monkeypatch
+):
+    started = time.monotonic()
+    monkeypatch.setattr("streams.broker.port_is_free", port_is_free)
+    rng = random.Random(RANDOM_SEED)
+    broker = EmbeddedBroker(tmp_path / "kafka", partitions=4, log=lambda *_: None)
+    await asyncio.to_thread(broker.start, True, 180)
+    try:
+        port = free_port()
+        processes("llm-double", [sys.executable, "-m", "llm.double", "--port", str(port), "--latency-ms", "30"])
+        llm_url = f"http://127.0.0.1:{port}/v1"
+        await asyncio.to_thread(wait_for_http, llm_url + "/models", 30)
+        settings = crash_settings(broker.bootstrap, llm_url, tmp_path / "worker-data")
+        seeds = crash_seeds(SEEDS)
+        assert len({s.id for s in seeds}) == SEEDS
+        reference = await reference_run(settings, seeds)
+        expected_total = sum(len(ids) for ids in reference.ids.values())
+
+        # Moments, as shares of the expected records seen so far: one broker restart among
+        # three worker kills, in an order drawn at random, each followed by a random pause.
+        moments = sorted(rng.uniform(0.04, 0.8) for _ in range(WORKER_KILLS + 1))
+        events = ["kill"] * WORKER_KILLS + ["broker"]
+        rng.shuffle(events)
+        plan = list(zip(moments, events, strict=True))
+
+        worker = start_worker(settings, "worker-0")
+        await produce_seeds(settings, seeds)
+        progress = Progress(settings)
+        progress.start()
+        wanted = {s.id for s in seeds}
+        kills = broker_restarts = 0
+        deadline = time.monotonic() + 420
+        while True:
+            progress.check()
+            if not progress.ledger.incomplete(wanted) and not plan:
+                break
+            assert time.monotonic() < deadline, (
+                f"unfinished after the plan: {[a.summary() for a in progress.ledger.incomplete(wanted)][:10]}\n"
+                f"{worker.tail()}"
+            )
+            assert worker.popen.poll() is None, f"worker died:\n{worker.tail()}"
+            if plan and progress.seen() >= plan[0][0] * expected_total:
+                _, event = plan.pop(0)
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                if event == "kill":
+                    worker.kill()
+                    kills += 1
+                    await asyncio.sleep(rng.uniform(0.0, 1.0))
+                    worker = start_worker(settings, f"worker-{kills}")
+                else:
+                    await progress.stop()
+                    await asyncio.to_thread(broker.kill)
+                    await asyncio.sleep(rng.uniform(0.5, 2.0))
+                    await asyncio.to_thread(broker.start, False, 180)
+                    broker_restarts += 1
+                    progress.start()
+            await asyncio.sleep(0.2)
+        await progress.stop()
+        assert worker.stop() == 0, worker.tail()
+
+        # Read everything once more, from the start, now that nothing moves.
+        final = Progress(settings)
+        async for topic, record in read_records(settings, TOPICS):
+            final.copies[topic][record.id] += 1
+            final.ledger.add(topic, record)
+
+        for seed in seeds:
+            account = final.ledger.account(seed.id)
+            assert account.complete and account.balanced, account.summary()
+            assert account.seed_dead_reason is None and not account.dead, account.summary()
+        got = {t: set(c) for t, c in final.copies.items()}
+        missing = {t: reference.ids.get(t, set()) - got[t] for t in TOPICS}
+        extra = {t: got[t] - reference.ids.get(t, set()) for t in TOPICS}
+        assert not any(missing.values()), f"lost: { {t: len(ids) for t, ids in missing.items() if ids} }"
+        assert not any(extra.values()), f"unexpected: { {t: sorted(ids)[:3] for t, ids in extra.items() if ids} }"
+        # The sink, de-duplicated by pair id, holds each expected pair exactly once.
+        assert got["accepted"] == reference.ids["accepted"] and reference.ids["accepted"]
+
+        duplicates = {t: sum(c.values()) - len(c) for t, c in final.copies.items() if sum(c.values()) > len(c)}
+        calls = llm_stats(llm_url)["calls"]
+        figures = {
+            "seeds": SEEDS,
+            "records_expected": expected_total,
+            "worker_sigkills": kills,
+            "broker_restarts": broker_restarts,
+            "records_lost": sum(len(ids) for ids in missing.values()),
+            "accepted_pairs": len(got["accepted"]),
+            "duplicate_copies_before_dedup": duplicates,
+            "llm_calls_made": calls,
+            "llm_calls_crash_free": reference.calls,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        record_property("crash_figures", json.dumps(figures))
+        print("crash test figures:", json.dumps(figures))
+        assert kills == WORKER_KILLS and broker_restarts == 1
+    finally:
+        await asyncio.to_thread(broker.stop)
