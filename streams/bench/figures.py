@@ -9,6 +9,7 @@ made, is when the pipeline is full, and it is what the targets are judged on.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ def value_at(samples: Sequence[Sample], series: Series, t: float) -> float:
     """`series` at time `t`, interpolated between the samples around it."""
     if t <= samples[0].t:
         return series(samples[0])
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         if after.t >= t:
             share = (t - before.t) / (after.t - before.t) if after.t > before.t else 1.0
             return series(before) + share * (series(after) - series(before))
@@ -83,7 +84,7 @@ def mean_level(samples: Sequence[Sample], series: Series, start: float, end: flo
     """Time-weighted mean of a level (not a counter), such as calls in flight, over [start, end]:
     each sample's value holds until the next sample."""
     total, covered = 0.0, 0.0
-    for sample, following in zip(samples, samples[1:], strict=False):
+    for sample, following in itertools.pairwise(samples):
         lo, hi = max(sample.t, start), min(following.t, end)
         if hi > lo:
             total += series(sample) * (hi - lo)

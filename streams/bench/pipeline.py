@@ -9,19 +9,19 @@ the verdict topics to know when every seed is done and when each accepted pair a
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas import AcceptedPair, Record, Seed
 from schemas.codec import encode
 from streams.admin import client_options, ensure_topics, topic_partitions
 from streams.bench import procfs
 from streams.bench.figures import Sample
-from streams.bench.stack import Double, double_stats
+from streams.bench.stack import Double, Worker, double_stats
 from streams.feed import seed_from_text
 from streams.ledger import Ledger
 from streams.reader import follow_until
@@ -60,18 +60,21 @@ class PipelineRun:
     records: int  # records the stages consumed (every record on an input topic)
     ready_s: float  # how long the workers took to join their groups
     double_final: dict[str, dict] = field(default_factory=dict)
+    # (t, records each stage works on, summed over workers), from the workers' /metrics
+    stage_in_flight: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
 
 async def run_pipeline(
     settings: Settings,
     doubles: dict[str, Double],
-    workers: list[subprocess.Popen],
+    workers: list[Worker],
     seeds: list[Seed],
     *,
     feed_rate: float = 0.0,
     interval: float = 0.25,
     timeout: float = 900.0,
     ready_s: float = 0.0,
+    scrape_interval: float = 1.0,
 ) -> PipelineRun:
     """Feed `seeds` (all at once, or `feed_rate` per second) and follow them to their verdicts."""
     await ensure_topics(settings)
@@ -80,6 +83,7 @@ async def run_pipeline(
     arrivals: list[float] = []
     wanted = {s.id for s in seeds}
     samples: list[Sample] = []
+    stage_in_flight: list[tuple[float, dict[str, float]]] = []
     hwm = [0]
     start = time.monotonic()
 
@@ -95,7 +99,10 @@ async def run_pipeline(
         return len(fed_at) == len(seeds) and not ledger.incomplete(wanted)
 
     async with aiohttp.ClientSession() as session:
-        sampler = asyncio.ensure_future(_sample(session, doubles, workers, start, interval, samples, hwm))
+        sampler = asyncio.gather(
+            _sample(session, doubles, workers, start, interval, samples, hwm),
+            _scrape(session, workers, start, scrape_interval, stage_in_flight),
+        )
         feeder = asyncio.ensure_future(_feed(settings, seeds, feed_rate, fed_at))
         try:
             complete = await follow_until(
@@ -124,6 +131,7 @@ async def run_pipeline(
         records=await records_on(settings, sorted({n for inputs in STAGE_INPUTS.values() for n in inputs})),
         ready_s=ready_s,
         double_final=final,
+        stage_in_flight=stage_in_flight,
     )
 
 
@@ -149,8 +157,47 @@ async def _sample(session, doubles, workers, start, interval, samples: list[Samp
         await asyncio.sleep(interval)
 
 
+async def _scrape(session, workers: list[Worker], start: float, interval: float, out: list) -> None:
+    """Each stage's records in flight, from every worker's /metrics (once a second: a scrape
+    also makes the worker ask the broker for lag, which costs it a little CPU)."""
+    while True:
+        t = time.monotonic() - start
+        total: dict[str, float] = {}
+        for worker in workers:
+            for name, value in (await stage_gauges(session, worker)).items():
+                # In flight adds up over workers; lag is the group's, the same in each.
+                total[name] = (
+                    max(total.get(name, 0.0), value) if name.endswith(" lag") else total.get(name, 0.0) + value
+                )
+        if total:
+            out.append((t, total))
+        await asyncio.sleep(interval)
+
+
+async def stage_gauges(session: aiohttp.ClientSession, worker: Worker) -> dict[str, float]:
+    """Records each stage works on ("contrast") and has not committed ("contrast lag"; every
+    worker reports the whole group's lag), or {} while the worker has no endpoint."""
+    url = worker.http_url
+    if url is None:
+        return {}
+    try:
+        async with session.get(url + "/metrics") as response:
+            if response.status != 200:
+                return {}
+            text = await response.text()
+    except aiohttp.ClientError:
+        return {}
+    gauges = {"codeclm_stage_in_flight": "", "codeclm_stage_lag": " lag"}
+    return {
+        sample.labels["stage"] + gauges[family.name]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name in gauges
+        for sample in family.samples
+    }
+
+
 async def _take_sample(
-    session: aiohttp.ClientSession, doubles: dict[str, Double], workers: list[subprocess.Popen], start: float, hwm
+    session: aiohttp.ClientSession, doubles: dict[str, Double], workers: list[Worker], start: float, hwm
 ) -> Sample:
     t = time.monotonic() - start
     stats = {name: await double_stats(session, d) for name, d in doubles.items()}

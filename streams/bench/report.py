@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from streams.bench import figures as f
 from streams.bench.pipeline import PipelineRun
+from streams.bench.stage import StageRate
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,43 @@ def whole_rows(runs: Sequence[PipelineFigures]) -> list[list[object]]:
          f"{r.steady_s[0]:.1f}-{r.steady_s[1]:.1f}"]
         for r in runs
     ]  # fmt: skip
+
+
+STAGES = ("encode", "decode", "contrast", "filter", "tailor")
+CALL_KINDS = ("encode", "decode", "rubrics", "answer", "answer_target", "judge", "tailor")
+
+
+def overlap_rows(run: PipelineRun, rows: int = 12) -> tuple[list[str], list[list[object]]]:
+    """The overlap timeline: per time bucket, the records each stage was working on and had not
+    yet committed (busy/lag: the workers' /metrics, nearest scrape) and the LLM calls of each
+    kind started per second (the doubles' /stats). Stages busy in one row worked at once."""
+    headers = ["t s", *(f"{s} busy/lag" for s in STAGES), "strong reqs in flight", *(f"{k}/s" for k in CALL_KINDS)]
+    out: list[list[object]] = []
+    for start, rates in f.timeline(run.samples, CALL_KINDS, rows):
+        width = (run.samples[-1].t - run.samples[0].t) / rows
+        middle = start + width / 2
+        gauges = _nearest(run.stage_in_flight, middle)
+        in_flight = f.mean_level(run.samples, lambda x: x.strong_in_flight, start, start + width)
+        out.append(
+            [round(start, 1), *(_busy_lag(gauges, s) for s in STAGES), round(in_flight), *(round(rates[k]) for k in CALL_KINDS)]
+        )  # fmt: skip
+    return headers, out
+
+
+def _busy_lag(gauges: dict[str, float], stage: str) -> str:
+    if not gauges:
+        return "-"
+    return f"{gauges.get(stage, 0):.0f}/{gauges.get(stage + ' lag', 0):.0f}"
+
+
+def _nearest(series: Sequence[tuple[float, dict[str, float]]], t: float) -> dict[str, float]:
+    if not series:
+        return {}
+    return min(series, key=lambda item: abs(item[0] - t))[1]
+
+
+def stage_rows(rates: Sequence[StageRate]) -> tuple[list[str], list[list[object]]]:
+    """The stage benchmark: each side's records/s and CPU, and the ratio to the plain loop."""
+    headers = ["consumer", "records", "records/s (10-90%)", "records/s (first-last)", "CPU ms/record", "ratio to loop"]
+    loop = rates[-1].rate
+    return headers, [[r.name, r.records, r.rate, r.rate_whole, r.cpu_ms_per_record, r.rate / loop] for r in rates]

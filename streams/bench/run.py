@@ -9,21 +9,24 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.bench import procfs
-from streams.bench.pipeline import bench_seeds, run_pipeline
+from streams.bench.pipeline import PipelineRun, bench_seeds, run_pipeline
 from streams.bench.report import (
     PIPELINE_HEADERS,
     WHOLE_HEADERS,
     PipelineFigures,
+    overlap_rows,
     pipeline_rows,
+    stage_rows,
     summarise,
     table,
     whole_rows,
 )
 from streams.bench.stack import ALL_STAGES, Stack, wait_until_consuming
+from streams.bench.stage import StageRate, baseline_loop, faust_stage
 from streams.settings import Settings, overlay
 
 
@@ -41,6 +44,10 @@ class Options:
     work_dir: Path | None
     json_out: Path | None
     timeout_s: float
+    worker_cmd: str | None = None
+    stage: str = "filter"
+    stage_records: int = 5000
+    pipeline: bool = True
 
 
 def run_settings(
@@ -65,11 +72,13 @@ def run_settings(
     )
 
 
-def pipeline_case(stack: Stack, bootstrap: str, opts: Options, m: int, workers: int) -> PipelineFigures:
+def pipeline_case(
+    stack: Stack, bootstrap: str, opts: Options, m: int, workers: int
+) -> tuple[PipelineFigures, PipelineRun]:
     strong = stack.double("strong", opts.latency_ms, opts.jitter_ms, seed=1)
     target = stack.double("target", opts.latency_ms, opts.jitter_ms, seed=2)
     settings = run_settings(Settings(), bootstrap, opts, m, strong.url, target.url, stack.work)
-    procs = stack.workers(settings, workers)
+    procs = stack.workers(settings, workers, command=opts.worker_cmd)
     ready = asyncio.run(wait_until_consuming(settings, ALL_STAGES, workers, procs))
     seeds = bench_seeds(opts.seeds, settings.kafka.topic_prefix)
     result = asyncio.run(
@@ -83,7 +92,19 @@ def pipeline_case(stack: Stack, bootstrap: str, opts: Options, m: int, workers: 
             ready_s=ready,
         )
     )
-    return summarise(result, m, opts.latency_ms / 1000)
+    return summarise(result, m, opts.latency_ms / 1000), result
+
+
+def stage_case(stack: Stack, bootstrap: str, opts: Options) -> list[StageRate]:
+    """One stage (`opts.stage`) in Faust against the plain aiokafka loop, with the LLM double
+    answering at once, so what is measured is the streaming machinery."""
+    double = stack.double("stage-double", 0, 0)
+    m = max(opts.max_in_flight)
+    faust_settings = run_settings(Settings(), bootstrap, opts, m, double.url, double.url, stack.work)
+    loop_settings = run_settings(Settings(), bootstrap, opts, m, double.url, double.url, stack.work)
+    faust = faust_stage(stack, faust_settings, opts.stage, opts.stage_records, opts.timeout_s)
+    loop = asyncio.run(baseline_loop(loop_settings, opts.stage, opts.stage_records, opts.timeout_s))
+    return [faust, loop]
 
 
 def run(opts: Options) -> dict:
@@ -93,11 +114,23 @@ def run(opts: Options) -> dict:
         work = opts.work_dir or Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="codeclm-bench-")))
         stack = Stack(exits, work)
         bootstrap = stack.broker(opts.partitions, opts.bootstrap)
+        if opts.stage:
+            with ExitStack() as case:
+                rates = stage_case(Stack(case, work), bootstrap, opts)
+            print(f"\none stage ({opts.stage}), {opts.stage_records} records, LLM double at zero latency")
+            print(table(*stage_rows(rates)))
+            results["stage"] = {
+                "stage": opts.stage,
+                "rates": [asdict(r) for r in rates],
+                "ratio": rates[0].rate / rates[1].rate,
+            }
         runs = []
-        for m in opts.max_in_flight:
+        for m in opts.max_in_flight if opts.pipeline else ():
             for w in opts.workers:
                 with ExitStack() as case:
-                    runs.append(pipeline_case(Stack(case, work), bootstrap, opts, m, w))
+                    figures, result = pipeline_case(Stack(case, work), bootstrap, opts, m, w)
+                runs.append(figures)
+                print(table(*overlap_rows(result)))
                 print(table(PIPELINE_HEADERS, pipeline_rows(runs[-1:])), flush=True)
         print()
         print(table(PIPELINE_HEADERS, pipeline_rows(runs)))
@@ -123,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path)
     p.add_argument("--json", type=Path)
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--worker-cmd")
+    p.add_argument("--stage", default="filter")
+    p.add_argument("--stage-records", type=int, default=5000)
+    p.add_argument("--no-pipeline", action="store_true")
     a = p.parse_args(argv)
     run(
         Options(
@@ -138,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             a.work_dir,
             a.json,
             a.timeout,
+            a.worker_cmd,
+            a.stage,
+            a.stage_records,
+            not a.no_pipeline,
         )
     )
     return 0

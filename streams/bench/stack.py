@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.demo import Children, wait_for_http
 from streams.settings import Settings, settings_env
 from streams.topics import STAGE_INPUTS
+from streams.web import URL_FILE, url_of_worker
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,45 @@ class Stack:
         wait_for_http(url + "/models", 30)
         return Double(name, url, process.pid)
 
-    def workers(self, settings: Settings, count: int, stages: tuple[str, ...] = ()) -> list[subprocess.Popen]:
-        env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "streams.cli", "worker"]
+    def workers(
+        self, settings: Settings, count: int, stages: tuple[str, ...] = (), command: str | None = None
+    ) -> list[Worker]:
+        """`count` worker processes, each with its own data folder (where it leaves the URL of
+        its HTTP endpoint). `command` replaces `python -m streams.cli worker`, to run it under a
+        profiler (`py-spy record -o w.svg -- python -m streams.cli worker`)."""
+        cmd = shlex.split(command) if command else [sys.executable, "-m", "streams.cli", "worker"]
         for stage in stages:
             cmd += ["--stage", stage]
-        return [
-            self.children.spawn(f"worker-{i}", cmd, env, self.work / f"{settings.worker.app_id}-worker-{i}.log")
-            for i in range(count)
-        ]
+        started = []
+        for i in range(count):
+            data_dir = settings.worker.data_dir / f"worker-{i}"
+            env = {
+                **os.environ,
+                **settings_env(settings),
+                "CODECLM_WORKER__DATA_DIR": str(data_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+            log = self.work / f"{settings.worker.app_id}-worker-{i}.log"
+            started.append(Worker(self.children.spawn(f"worker-{i}", cmd, env, log), data_dir, log))
+        return started
+
+
+@dataclass(frozen=True)
+class Worker:
+    process: subprocess.Popen
+    data_dir: Path
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    @property
+    def http_url(self) -> str | None:
+        return url_of_worker(self.data_dir / URL_FILE)
 
 
 async def double_stats(session: aiohttp.ClientSession, double: Double) -> dict[str, Any]:
@@ -81,7 +113,7 @@ async def double_stats(session: aiohttp.ClientSession, double: Double) -> dict[s
 
 
 async def wait_until_consuming(
-    settings: Settings, stages: tuple[str, ...], members: int, workers: list[subprocess.Popen], timeout: float = 120
+    settings: Settings, stages: tuple[str, ...], members: int, workers: list[Worker], timeout: float = 120
 ) -> float:
     """Wait until every stage's consumer group is Stable with `members` members (so the
     workers have their partitions and a feed is processed at once). Returns seconds waited."""
@@ -91,9 +123,9 @@ async def wait_until_consuming(
     await admin.start()
     try:
         while True:
-            dead = [w.args for w in workers if w.poll() is not None]
+            dead = [str(w.log) for w in workers if w.poll() is not None]
             if dead:
-                raise RuntimeError(f"a worker exited while starting: {dead}")
+                raise RuntimeError(f"a worker exited while starting; see {', '.join(dead)}")
             if await _groups_stable(admin, groups, members):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
