@@ -23,6 +23,8 @@ from faust.types import EventT
 from agents import contrast, decode, encode, tailor
 from agents import filter as filter_stage
 from agents.base import Emit, StageContext, StageFailure
+from llm.base import ChatModel
+from llm.cache import AnswerCache, CachedChatModel
 from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
@@ -43,6 +45,7 @@ ORIGINAL_CUT_NOTE = "[original cut to its first {kept} of {size} bytes]"
 SESSION_TIMEOUT_S = 10.0
 # Commits are cheap; what a crash replays is what was done since the last one.
 COMMIT_INTERVAL_S = 1.0
+CACHE_FILE = "llm-cache.sqlite"  # in the worker's data directory
 
 Process = Callable[[Record, StageContext], Awaitable[list[Emit]]]
 
@@ -56,30 +59,52 @@ STAGE_PROCESS: dict[str, Process] = {
 
 
 class LLMResources(mode.Service):
-    """One aiohttp session and the strong/target/judge clients, shared by every stage of a
-    worker. Started before the stage apps and stopped after them (a worker dependency)."""
+    """One aiohttp session, the answer cache and the strong/target/judge clients, shared by
+    every stage of a worker. Started before the stage apps and stopped after them (a worker
+    dependency)."""
 
     def __init__(self, settings: Settings, **kwargs):
         super().__init__(**kwargs)
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
+        self.cache: AnswerCache | None = None
         self.context: StageContext | None = None
         self.ready = asyncio.Event()
 
     async def on_start(self) -> None:
         self.session = open_session(self.settings)
         strong, target, judge = build_clients(self.settings, self.session)
+        if getattr(self.settings.worker, "llm_cache", True):
+            self.cache = AnswerCache(self.settings.worker.data_dir / CACHE_FILE)
+            await self.cache.open()
+            strong, target, judge = cached_clients(self.settings, self.cache, strong, target, judge)
         self.context = StageContext(strong=strong, target=target, judge=judge, pipeline=self.settings.pipeline)
         self.ready.set()
 
     async def on_stop(self) -> None:
         if self.session is not None:
             await self.session.close()
+        if self.cache is not None:
+            await self.cache.close()
 
     async def stage_context(self) -> StageContext:
         await self.ready.wait()
         assert self.context is not None
         return self.context
+
+
+def cached_clients(
+    settings: Settings, cache: AnswerCache, strong: ChatModel, target: ChatModel, judge: ChatModel
+) -> tuple[ChatModel, ChatModel, ChatModel]:
+    """The clients behind the answer cache; a judge that is the strong client stays one object."""
+    cached_strong = CachedChatModel(strong, cache, endpoint=settings.strong.base_url, role="strong")
+    cached_target = CachedChatModel(target, cache, endpoint=settings.target.base_url, role="target")
+    cached_judge = (
+        cached_strong
+        if judge is strong
+        else CachedChatModel(judge, cache, endpoint=settings.judge_endpoint.base_url, role="judge")
+    )
+    return cached_strong, cached_target, cached_judge
 
 
 class StageRunner:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from llm.cache import AnswerCache
+from streams.app import CACHE_FILE
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import wait_for_http
 from streams.feed import produce_seeds, seed_from_text
@@ -192,6 +194,12 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
 
         duplicates = {t: sum(c.values()) - len(c) for t, c in final.copies.items() if sum(c.values()) > len(c)}
         calls = llm_stats(llm_url)["calls"]
+        cache = AnswerCache(settings.worker.data_dir / CACHE_FILE)
+        await cache.open()
+        try:
+            _, calls_saved = await cache.stats()
+        finally:
+            await cache.close()
         figures = {
             "seeds": SEEDS,
             "records_expected": expected_total,
@@ -202,10 +210,15 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
             "duplicate_copies_before_dedup": duplicates,
             "llm_calls_made": calls,
             "llm_calls_crash_free": reference.calls,
+            "llm_calls_saved_by_cache": calls_saved,
             "seconds": round(time.monotonic() - started, 1),
         }
         record_property("crash_figures", json.dumps(figures))
         print("crash test figures:", json.dumps(figures))
         assert kills == WORKER_KILLS and broker_restarts == 1
+        # No double payment: replayed work was answered from the cache. What was paid beyond a
+        # crash-free run is only the calls in flight at each kill, whose answers never got back.
+        assert calls_saved > 0
+        assert calls - reference.calls < 0.1 * reference.calls, figures
     finally:
         await asyncio.to_thread(broker.stop)

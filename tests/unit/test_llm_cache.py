@@ -1,0 +1,151 @@
+"""The answer cache: repeated calls are answered from disk, distinct calls are not, and what
+was stored survives the process being killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llm.base import Completion
+from llm.cache import CACHE_LOOKUPS, AnswerCache, CachedChatModel, cache_key
+from tests.unit.fakes import ScriptedChatModel
+
+MESSAGES = [{"role": "user", "content": "Name three prime numbers."}]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def cache(tmp_path):
+    c = AnswerCache(tmp_path / "llm-cache.sqlite")
+    await c.open()
+    yield c
+    await c.close()
+
+
+async def test_a_repeated_call_is_answered_from_the_cache(cache):
+    inner = ScriptedChatModel(respond=lambda call: "2, 3 and 5", model="m", prompt_tokens=9, completion_tokens=4)
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1", role="strong")
+    hits_before = CACHE_LOOKUPS.labels("strong", "hit")._value.get()
+
+    first = await model.complete(MESSAGES, temperature=0.7, max_tokens=64, sample=0)
+    again = await model.complete(MESSAGES, temperature=0.7, max_tokens=64, sample=0)
+
+    assert len(inner.calls) == 1
+    assert not first.cached and again.cached
+    assert (again.text, again.model, again.prompt_tokens, again.completion_tokens) == ("2, 3 and 5", "m", 9, 4)
+    assert CACHE_LOOKUPS.labels("strong", "hit")._value.get() == hits_before + 1
+    assert await cache.stats() == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sample": 1},
+        {"temperature": 0.0},
+        {"max_tokens": 65},
+        {"messages": [{"role": "user", "content": "Name three prime numbers!"}]},
+        {"model": "other"},
+        {"endpoint": "http://b/v1"},
+    ],
+)
+def test_anything_that_shapes_the_answer_changes_the_key(change):
+    base = {"endpoint": "http://a/v1", "model": "m", "messages": MESSAGES, "temperature": 0.7, "max_tokens": 64}
+    base["sample"] = 0
+    changed = {**base, **change}
+    key = cache_key(
+        base["endpoint"],
+        base["model"],
+        base["messages"],
+        temperature=base["temperature"],
+        max_tokens=base["max_tokens"],
+        sample=base["sample"],
+    )
+    other = cache_key(
+        changed["endpoint"],
+        changed["model"],
+        changed["messages"],
+        temperature=changed["temperature"],
+        max_tokens=changed["max_tokens"],
+        sample=changed["sample"],
+    )
+    assert key != other
+
+
+async def test_a_re_ask_with_the_next_sample_reaches_the_llm(cache):
+    inner = ScriptedChatModel("garbled", "Use case: x", model="m")
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1")
+    assert (await model.complete(MESSAGES, temperature=0.7, max_tokens=64, sample=0)).text == "garbled"
+    assert (await model.complete(MESSAGES, temperature=0.7, max_tokens=64, sample=1)).text == "Use case: x"
+    assert len(inner.calls) == 2
+
+
+async def test_a_failed_call_is_not_cached(cache):
+    from tests.unit.fakes import failing
+
+    inner = ScriptedChatModel(failing(), "fine", model="m")
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1")
+    with pytest.raises(Exception, match="endpoint down"):
+        await model.complete(MESSAGES, temperature=0.7, max_tokens=64)
+    assert (await model.complete(MESSAGES, temperature=0.7, max_tokens=64)).text == "fine"
+
+
+async def test_an_answer_survives_the_worker_being_killed_right_after_it(tmp_path):
+    # A child process stores an answer and is SIGKILLed at once, as a crashing worker would be
+    # right after handing the answer to a stage.
+    path = tmp_path / "llm-cache.sqlite"
+    child = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from llm.base import Completion
+        from llm.cache import AnswerCache
+
+        async def main():
+            cache = AnswerCache({str(path)!r})
+            await cache.open()
+            await cache.put("k", Completion("kept", "m", 3, 1, 0.5, "stop"))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    cache = AnswerCache(path)
+    await cache.open()
+    try:
+        assert await cache.get("k") == Completion("kept", "m", 3, 1, 0.5, "stop")
+    finally:
+        await cache.close()
+
+
+async def test_two_workers_sharing_a_data_dir_share_answers(tmp_path):
+    one, two = AnswerCache(tmp_path / "c.sqlite"), AnswerCache(tmp_path / "c.sqlite")
+    await one.open()
+    await two.open()
+    try:
+        await one.put("k", Completion("shared", "m", 1, 1, 0.1))
+        assert (await two.get("k")).text == "shared"
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_old_answers_are_dropped_when_the_cache_opens(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = AnswerCache(path)
+    await cache.open()
+    await cache.put("k", Completion("old", "m", 1, 1, 0.1))
+    await cache.close()
+    reopened = AnswerCache(path, max_age_s=0.0)
+    await reopened.open()
+    try:
+        assert await reopened.get("k") is None
+    finally:
+        await reopened.close()
+    assert os.path.exists(path)
