@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from streams.bench import figures as f
+from streams.bench.cost import Cost
 from streams.bench.pipeline import PipelineRun
 from streams.bench.stage import StageRate
 
@@ -217,3 +218,46 @@ def stage_rows(rates: Sequence[StageRate]) -> tuple[list[str], list[list[object]
     headers = ["consumer", "records", "records/s (10-90%)", "records/s (first-last)", "CPU ms/record", "ratio to loop"]
     loop = rates[-1].rate
     return headers, [[r.name, r.records, r.rate, r.rate_whole, r.cpu_ms_per_record, r.rate / loop] for r in rates]
+
+
+def cost_rows(cost: Cost) -> tuple[list[str], list[list[object]]]:
+    headers = ["stage", "iteration", "calls", "prompt tokens", "completion tokens", "calls/pair", "tokens/pair"]
+    pairs = cost.accepted or 1
+    rows: list[list[object]] = [
+        [r.stage, r.iteration or "-", r.calls, r.prompt_tokens, r.completion_tokens, r.calls / pairs,
+         (r.prompt_tokens + r.completion_tokens) / pairs]
+        for r in cost.rows
+    ]  # fmt: skip
+    rows.append(
+        ["total", "", cost.calls, sum(r.prompt_tokens for r in cost.rows),
+         sum(r.completion_tokens for r in cost.rows), cost.calls / pairs, cost.tokens / pairs]
+    )  # fmt: skip
+    return headers, rows
+
+
+def cost_notes(cost: Cost) -> str:
+    once = "yes" if cost.rubrics_calls_records == cost.metadata else "NO"
+    return (
+        f"{cost.accepted} accepted pairs; the records carry {cost.calls} calls, the doubles answered "
+        f"{cost.calls_double} requests (the difference: re-asks of unparsable answers and retried requests)\n"
+        f"rubrics: {cost.rubrics_calls_records} calls on the records, {cost.rubrics_calls_double} rubrics prompts at "
+        f"the strong double, {cost.metadata} metadata records: generated once per metadata: {once}"
+    )
+
+
+def overlap_share(run: PipelineRun, window: tuple[float, float]) -> str:
+    """How many stages had records in flight at once, over the scrapes in the steady window."""
+    scrapes = [g for t, g in run.stage_in_flight if window[0] <= t <= window[1]]
+    if not scrapes:
+        return "no /metrics scrapes in the steady window"
+    busy = [sum(1 for s in STAGES if g.get(s, 0) > 0) for g in scrapes]
+    llm_stages = ("contrast", "tailor")
+    both = sum(1 for g in scrapes if all(g.get(s, 0) > 0 for s in llm_stages))
+    return (
+        f"median {percentile_int(busy)} stages busy per scrape ({len(scrapes)} scrapes); "
+        f"contrast and tailor both busy in {both / len(scrapes):.0%} of them"
+    )
+
+
+def percentile_int(values: Sequence[int]) -> int:
+    return int(f.percentile(values, 50))

@@ -1,8 +1,9 @@
-"""The whole benchmark as `codeclm bench` runs it."""
+"""The whole benchmark as `codeclm bench` runs it: pipeline runs at each M with one worker, the
+same run with more workers (scale-out), one stage against a plain aiokafka loop, the cost per
+accepted pair, and the targets, printed (never asserted)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import tempfile
@@ -13,12 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.bench import procfs
+from streams.bench.cost import Cost, read_cost
 from streams.bench.pipeline import PipelineRun, bench_seeds, run_pipeline
 from streams.bench.report import (
     PIPELINE_HEADERS,
     WHOLE_HEADERS,
     PipelineFigures,
+    cost_notes,
+    cost_rows,
     overlap_rows,
+    overlap_share,
     pipeline_rows,
     stage_rows,
     summarise,
@@ -29,25 +34,32 @@ from streams.bench.stack import ALL_STAGES, Stack, wait_until_consuming
 from streams.bench.stage import StageRate, baseline_loop, faust_stage
 from streams.settings import Settings, overlay
 
+RSS_RECORDS = 10_000  # the memory target is about a run of at least this many records
+
 
 @dataclass(frozen=True)
 class Options:
-    seeds: int
-    max_in_flight: tuple[int, ...]
-    latency_ms: float
-    jitter_ms: float
-    partitions: int
-    workers: tuple[int, ...]
-    in_flight_per_stage: int | None
-    feed_rate: float
-    bootstrap: str | None
-    work_dir: Path | None
-    json_out: Path | None
-    timeout_s: float
-    worker_cmd: str | None = None
+    seeds: int = 300
+    max_in_flight: tuple[int, ...] = (64, 256)
+    latency_ms: float = 200.0
+    jitter_ms: float = 50.0
+    partitions: int = 4
+    workers: tuple[int, ...] = (1, 2)
+    in_flight_per_stage: int | None = None
+    feed_rate: float = 0.0
     stage: str = "filter"
     stage_records: int = 5000
-    pipeline: bool = True
+    bootstrap: str | None = None
+    work_dir: Path | None = None
+    json_out: Path | None = None
+    timeout_s: float = 900.0
+    worker_cmd: str | None = None
+    timelines: bool = True
+
+    @classmethod
+    def quick(cls, **changes) -> Options:
+        """Under two minutes: small runs that prove every part of the benchmark works."""
+        return cls(**{"seeds": 12, "max_in_flight": (32,), "stage_records": 1000, **changes})
 
 
 def run_settings(
@@ -74,7 +86,7 @@ def run_settings(
 
 def pipeline_case(
     stack: Stack, bootstrap: str, opts: Options, m: int, workers: int
-) -> tuple[PipelineFigures, PipelineRun]:
+) -> tuple[PipelineFigures, PipelineRun, Settings]:
     strong = stack.double("strong", opts.latency_ms, opts.jitter_ms, seed=1)
     target = stack.double("target", opts.latency_ms, opts.jitter_ms, seed=2)
     settings = run_settings(Settings(), bootstrap, opts, m, strong.url, target.url, stack.work)
@@ -92,7 +104,9 @@ def pipeline_case(
             ready_s=ready,
         )
     )
-    return summarise(result, m, opts.latency_ms / 1000), result
+    if not result.complete:
+        raise RuntimeError(f"the run did not finish within {opts.timeout_s:.0f}s; see the logs in {stack.work}")
+    return summarise(result, m, opts.latency_ms / 1000), result, settings
 
 
 def stage_case(stack: Stack, bootstrap: str, opts: Options) -> list[StageRate]:
@@ -107,82 +121,110 @@ def stage_case(stack: Stack, bootstrap: str, opts: Options) -> list[StageRate]:
     return [faust, loop]
 
 
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
 def run(opts: Options) -> dict:
     started = time.monotonic()
-    results: dict = {"machine": procfs.machine(), "options": {k: str(v) for k, v in vars(opts).items()}}
+    machine = procfs.machine()
+    results: dict = {"machine": machine, "options": {k: str(v) for k, v in asdict(opts).items()}}
+    say(f"codeclm bench on {machine['cores']} cores ({machine['cpu']}), {machine['memory']}; load {machine['load']}")
+    say(
+        f"LLM doubles: one per endpoint (strong, target), {opts.latency_ms:g} ms +- {opts.jitter_ms:g} ms (uniform). "
+        "M = requests in flight per endpoint per worker.\nThe strong endpoint (encode, decode, rubrics, tailor, "
+        "strong answers, judge) carries ~3/4 of the calls, so it is\nthe bottleneck: bound = workers * M / L on it, "
+        "efficiency = strong calls/s / bound."
+    )
     with ExitStack() as exits:
         work = opts.work_dir or Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="codeclm-bench-")))
         stack = Stack(exits, work)
         bootstrap = stack.broker(opts.partitions, opts.bootstrap)
-        if opts.stage:
-            with ExitStack() as case:
-                rates = stage_case(Stack(case, work), bootstrap, opts)
-            print(f"\none stage ({opts.stage}), {opts.stage_records} records, LLM double at zero latency")
-            print(table(*stage_rows(rates)))
-            results["stage"] = {
-                "stage": opts.stage,
-                "rates": [asdict(r) for r in rates],
-                "ratio": rates[0].rate / rates[1].rate,
-            }
-        runs = []
-        for m in opts.max_in_flight if opts.pipeline else ():
-            for w in opts.workers:
-                with ExitStack() as case:
-                    figures, result = pipeline_case(Stack(case, work), bootstrap, opts, m, w)
-                runs.append(figures)
-                print(table(*overlap_rows(result)))
-                print(table(PIPELINE_HEADERS, pipeline_rows(runs[-1:])), flush=True)
-        print()
-        print(table(PIPELINE_HEADERS, pipeline_rows(runs)))
-        print(table(WHOLE_HEADERS, whole_rows(runs)))
-        results["pipeline"] = [r.as_dict() for r in runs]
+        one, more, cost = _pipelines(stack, bootstrap, opts, work)
+        with ExitStack() as case:
+            rates = stage_case(Stack(case, work), bootstrap, opts)
+    runs = one + more
+
+    say("\n== Throughput, steady state (10%-90% of the strong calls; the targets use these) ==")
+    say(table(PIPELINE_HEADERS, pipeline_rows(runs)))
+    say("\n== Whole run (first seed fed to last call; includes the start and the tail) ==")
+    say(table(WHOLE_HEADERS, whole_rows(runs)))
+    if more:
+        base = one[0]
+        say("\n== Scale-out (each worker has M in flight per endpoint, so the bound grows with workers) ==")
+        for r in more:
+            say(
+                f"{r.workers} workers vs 1 at M={r.m}: strong calls/s x{r.strong_rate_steady / base.strong_rate_steady:.2f}, "
+                f"accepted pairs/s x{r.accepted_rate / base.accepted_rate:.2f}, efficiency {r.efficiency_steady:.2f} "
+                f"(1 worker: {base.efficiency_steady:.2f})"
+            )
+    say(f"\n== One stage ({opts.stage}) against a plain aiokafka loop, {opts.stage_records} records, double at 0 ms ==")
+    say(table(*stage_rows(rates)))
+    if cost is not None:
+        say(f"\n== Cost per accepted pair (run at M={one[0].m}, 1 worker) ==")
+        say(table(*cost_rows(cost)))
+        say(cost_notes(cost))
+    say("\n== Targets (printed, never asserted) ==")
+    say(targets(one, rates, results))
+    results["pipeline"] = [r.as_dict() for r in runs]
+    results["stage"] = {
+        "stage": opts.stage,
+        "rates": [asdict(r) for r in rates],
+        "ratio": rates[0].rate / rates[1].rate,
+    }
+    if cost is not None:
+        results["cost"] = {**asdict(cost), "calls": cost.calls, "tokens": cost.tokens}
     results["took_s"] = time.monotonic() - started
+    say(f"\nbenchmark took {results['took_s']:.0f}s")
     if opts.json_out:
         opts.json_out.write_text(json.dumps(results, indent=2, default=str))
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--seeds", type=int, default=100)
-    p.add_argument("--max-in-flight", type=int, action="append")
-    p.add_argument("--latency-ms", type=float, default=200)
-    p.add_argument("--jitter-ms", type=float, default=50)
-    p.add_argument("--partitions", type=int, default=4)
-    p.add_argument("--workers", type=int, action="append")
-    p.add_argument("--in-flight-per-stage", type=int)
-    p.add_argument("--feed-rate", type=float, default=0.0)
-    p.add_argument("--bootstrap")
-    p.add_argument("--work-dir", type=Path)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--timeout", type=float, default=900)
-    p.add_argument("--worker-cmd")
-    p.add_argument("--stage", default="filter")
-    p.add_argument("--stage-records", type=int, default=5000)
-    p.add_argument("--no-pipeline", action="store_true")
-    a = p.parse_args(argv)
-    run(
-        Options(
-            a.seeds,
-            tuple(a.max_in_flight or [64]),
-            a.latency_ms,
-            a.jitter_ms,
-            a.partitions,
-            tuple(a.workers or [1]),
-            a.in_flight_per_stage,
-            a.feed_rate,
-            a.bootstrap,
-            a.work_dir,
-            a.json,
-            a.timeout,
-            a.worker_cmd,
-            a.stage,
-            a.stage_records,
-            not a.no_pipeline,
+def _pipelines(
+    stack: Stack, bootstrap: str, opts: Options, work: Path
+) -> tuple[list[PipelineFigures], list[PipelineFigures], Cost | None]:
+    """One-worker runs at each M, then the scale-out runs at the smallest M."""
+    one: list[PipelineFigures] = []
+    more: list[PipelineFigures] = []
+    cost = None
+    cases = [(m, 1) for m in opts.max_in_flight]
+    cases += [(min(opts.max_in_flight), w) for w in opts.workers if w != 1]
+    for m, workers in cases:
+        say(f"\n-- pipeline: M={m}, {workers} worker(s), {opts.seeds} seeds --")
+        with ExitStack() as case:
+            figures, result, settings = pipeline_case(Stack(case, work), bootstrap, opts, m, workers)
+        (one if workers == 1 else more).append(figures)
+        if opts.timelines:
+            say(table(*overlap_rows(result)))
+        say(f"stages busy at once: {overlap_share(result, figures.steady_s)}")
+        say(table(PIPELINE_HEADERS, pipeline_rows([figures])))
+        if cost is None:
+            cost = asyncio.run(read_cost(settings, result.double_final))
+    return one, more, cost
+
+
+def targets(one: list[PipelineFigures], rates: list[StageRate], results: dict) -> str:
+    lines = []
+    met: dict[str, bool] = {}
+    for r in one:
+        ok = r.efficiency_steady >= 0.9
+        met[f"efficiency_m{r.m}"] = ok
+        lines.append(
+            f"[{'met' if ok else 'NOT met'}] efficiency >= 0.9 at M={r.m}, 1 worker: {r.efficiency_steady:.2f}"
         )
+    ratio = rates[0].rate / rates[1].rate
+    met["stage_ratio"] = ratio >= 0.5
+    lines.append(f"[{'met' if ratio >= 0.5 else 'NOT met'}] one stage >= 0.5 of the plain loop: {ratio:.2f}")
+    longest = max(one, key=lambda r: r.records)
+    growth = longest.rss_growth
+    enough = longest.records >= RSS_RECORDS
+    ok = growth < 0.10 and enough
+    met["rss_growth"] = ok
+    lines.append(
+        f"[{'met' if ok else 'NOT met'}] worker RSS grows < 10% after warm-up over >= {RSS_RECORDS} records: "
+        f"{longest.rss_warm_mb:.0f} MB -> {longest.rss_end_mb:.0f} MB ({growth:+.1%}) over {longest.records} records"
+        + ("" if enough else " (too few records to judge: raise --seeds)")
     )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    results["targets"] = met
+    return "\n".join(lines)
