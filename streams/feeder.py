@@ -144,10 +144,13 @@ class Feeder:
             **client_options(self.settings.kafka), acks="all", enable_idempotence=True, linger_ms=5
         )
         await producer.start()
-        reader = ThreadedReader(items, stop or threading.Event())
+        stop = stop or threading.Event()
+        reader = ThreadedReader(items, stop)
         try:
-            while (chunk := await reader.next_chunk()) is not None:
+            while not stop.is_set() and (chunk := await reader.next_chunk()) is not None:
                 for item in chunk:
+                    if stop.is_set():  # what was read and not sent is sent by the next feed of the input
+                        break
                     await self._send(producer, item)
                 self.on_progress(self.stats)
             while self._unacked:

@@ -1,0 +1,76 @@
+"""The status screen from fixed scrapes and a fixed lag report."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from streams.lag import build_report
+from streams.settings import Settings, overlay
+from streams.status import parse_metrics, render_status
+
+METRICS = """
+# TYPE codeclm_records_total counter
+codeclm_records_total{outcome="processed",stage="encode"} %(encode)s
+codeclm_records_total{outcome="dead_lettered",stage="encode"} 2.0
+codeclm_records_total{outcome="processed",stage="contrast"} 40000.0
+codeclm_stage_in_flight{stage="contrast"} 37.0
+codeclm_verdicts_total{verdict="accept"} 120.0
+codeclm_verdicts_total{verdict="retry"} 80.0
+codeclm_llm_requests_total{outcome="ok",role="strong"} 950.0
+codeclm_llm_requests_total{outcome="rate_limited",role="strong"} 40.0
+codeclm_llm_requests_total{outcome="ok",role="target"} 10.0
+codeclm_llm_failures_total{role="strong"} 3.0
+codeclm_llm_tokens_total{kind="prompt",role="strong"} 1500000.0
+codeclm_llm_tokens_total{kind="prompt",role="target"} 500000.0
+codeclm_llm_tokens_total{kind="completion",role="strong"} 12345.0
+codeclm_llm_latency_seconds_sum{role="strong"} 475.0
+codeclm_llm_latency_seconds_count{role="strong"} 950.0
+"""
+
+
+def lag():
+    settings = overlay(Settings(), {"kafka": {"topic_prefix": "p."}, "worker": {"app_id": "app"}})
+    return build_report(
+        settings,
+        {"p.seeds": 1, "p.basic": 1},
+        {},
+        {TopicPartition("p.seeds", 0): 50, TopicPartition("p.basic", 0): 12000},
+        {"app-encode": {TopicPartition("p.seeds", 0): 42}, "app-contrast": {TopicPartition("p.basic", 0): 0}},
+        taken_at=0.0,
+    )
+
+
+def row(screen: str, stage: str) -> list[str]:
+    return next(line.split() for line in screen.splitlines() if line.startswith(stage + " "))
+
+
+def test_parse_metrics_collects_the_figures():
+    f = parse_metrics(METRICS % {"encode": "100.0"}, taken_at=10.0)
+    assert f.processed == {"encode": 100.0, "contrast": 40000.0}
+    assert f.dead_lettered == {"encode": 2.0}
+    assert f.llm_total == 1000 and f.llm_errors == 40
+    assert f.tokens == {"prompt": 2_000_000.0, "completion": 12345.0}
+
+
+def test_screen_shows_rate_lag_errors_pairs_calls_tokens():
+    before = parse_metrics(METRICS % {"encode": "100.0"}, taken_at=10.0)
+    now = parse_metrics(METRICS % {"encode": "130.0"}, taken_at=12.0)
+    screen = render_status("http://127.0.0.1:6066", 12.0, now, before, lag())
+    assert row(screen, "encode") == ["encode", "15.0", "130", "2", "0", "8"]  # (130-100)/2 s; lag 50-42
+    assert row(screen, "contrast") == ["contrast", "0.0", "40.0k", "0", "37", "12.0k"]
+    assert row(screen, "tailor") == ["tailor", "0.0", "0", "0", "0", "0"]
+    assert "pairs accepted 120   rejected 0   sent back to tailor 80" in screen
+    assert "LLM calls 1000 (strong 990, target 10)   errors 40 (4.0%)" in screen
+    assert "failed after retries 3" in screen
+    assert "tokens prompt 2.0M   completion 12.3k   mean latency strong 500 ms" in screen
+    assert "total lag 12.0k records" in screen
+
+
+def test_first_screen_has_no_rates_and_a_missing_side_is_said_not_fatal():
+    now = parse_metrics(METRICS % {"encode": "1.0"}, taken_at=1.0)
+    assert row(render_status("u", 1.0, now, None, lag()), "encode")[1] == "-"
+    down = render_status("u", 1.0, None, None, lag(), worker_error="Connection refused")
+    assert "worker: not reachable (Connection refused); counters unknown" in down
+    assert row(down, "encode") == ["encode", "-", "-", "-", "-", "8"]
+    no_broker = render_status("u", 1.0, now, None, None, lag_error="KafkaConnectionError")
+    assert "broker: lag unknown (KafkaConnectionError)" in no_broker and row(no_broker, "encode")[-1] == "-"
