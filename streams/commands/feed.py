@@ -135,7 +135,9 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit=" lines", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(
+                total=total, unit=" lines", unit_scale=True, file=sys.stderr, dynamic_ncols=True, smoothing=0.1
+            )
 
     def __enter__(self) -> Progress:
         return self
@@ -148,7 +150,7 @@ class Progress:
         done = stats.read + stats.bad
         if self.bar is not None:
             self.bar.update(done - self.bar.n)
-            self.bar.set_postfix(fed=stats.fed, dup=stats.duplicates, bad=stats.bad, refresh=False)
+            self.bar.set_postfix_str(f"fed {stats.fed}, already fed {stats.duplicates}, bad {stats.bad}", refresh=False)
         elif time.monotonic() - self._last >= self.every:
             self._last = time.monotonic()
             print(f"... {stats.fed} fed, {stats.duplicates} already fed, {stats.bad} bad lines", file=sys.stderr)

@@ -174,7 +174,7 @@ async def test_a_large_feed_with_bad_lines_goes_through_with_a_progress_bar_on_a
     finally:
         os.close(leader)
     text = screen.decode(errors="replace")
-    assert "100%" in text and "20000/20000" in text and "lines/s" in text  # bar, count, rate
+    assert "100%" in text and "20.0k/20.0k" in text and "lines/s" in text  # bar, count, rate
     assert "big.jsonl:997: bad line" in text
     assert "further bad lines are counted and dead-lettered, not shown" in text
     assert f"fed {20_000 - bad} seeds" in stdout and f"{bad} bad lines" in stdout
