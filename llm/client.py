@@ -2,9 +2,19 @@
 llama.cpp server, LiteLLM, the LLM double).
 
 One `OpenAIChatClient` per endpoint, all sharing one `aiohttp.ClientSession` that their owner
-opens and closes. A semaphore bounds the requests in flight per endpoint; transient failures
-(rate limits, server errors, dropped connections, timeouts, bodies without an answer) are
-retried with capped exponential backoff and full jitter; everything else fails at once.
+opens and closes. How each kind of failure is met:
+
+- 429: wait as long as Retry-After says (else back off), halve the requests allowed in flight
+  (AIMD, `llm/flow.py`; it creeps back up with successes); a 429 never uses up the retries,
+  since the server asked to wait, not reported a failure.
+- 5xx, dropped or refused connections, timeouts, a 200 without an answer (no JSON, empty
+  `choices`): retried with capped exponential backoff and full jitter, up to `max_retries`.
+  When they run out and nothing answered during the last two tries, the endpoint is down: the
+  call waits, and callers probe one at a time until it answers, then all go on. When other
+  calls got answers meanwhile, this request itself is the problem and it fails (a dead letter).
+- Other 4xx: fail at once. A body over `max_response_bytes`: fails at once, with that reason.
+- `finish_reason=length`: the truncated text is returned as is (the stage parsers take what
+  is complete; a judge's scores come first) and counted in `codeclm_llm_truncated_total`.
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+from prometheus_client import Counter, Gauge
 from pydantic import SecretStr
 
 from llm.base import Completion, LLMError, Message
+from llm.flow import AdaptiveLimit, Outage
 from streams import metrics
 from streams.settings import EndpointSettings, Settings
 
@@ -32,6 +44,28 @@ log = logging.getLogger("codeclm.llm")
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _BODY_SNIPPET = 300  # characters of an error body kept in messages: enough to see why
+# A chat answer within any sane max_tokens is a few KB; far more is a broken server, and
+# keeping it would make records the broker refuses.
+MAX_RESPONSE_BYTES = 256 * 1024
+
+CONCURRENCY_LIMIT = Gauge(
+    "codeclm_llm_concurrency_limit",
+    "Requests allowed in flight per endpoint (halved on 429, creeps back up on successes)",
+    ["role"],
+    registry=metrics.REGISTRY,
+)
+ENDPOINT_DOWN = Gauge(
+    "codeclm_llm_endpoint_down",
+    "1 while an endpoint is down and its calls wait for it, else 0",
+    ["role"],
+    registry=metrics.REGISTRY,
+)
+TRUNCATED = Counter(
+    "codeclm_llm_truncated_total",
+    "Answers cut at max_tokens (finish_reason=length), used as they are",
+    ["role"],
+    registry=metrics.REGISTRY,
+)
 
 
 class MalformedResponseError(ValueError):
@@ -108,7 +142,7 @@ def redact(text: str, secret: str | None) -> str:
 class _Attempt:
     """How one request ended: a completion, or a failure and whether to retry it."""
 
-    __slots__ = ("completion", "reason", "retry_after_s", "retryable", "status")
+    __slots__ = ("completion", "reason", "retry_after_s", "retryable", "sent_at", "status")
 
     def __init__(
         self,
@@ -124,6 +158,7 @@ class _Attempt:
         self.status = status
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.sent_at = 0.0  # when it got its slot and went out (the flow-control clock)
 
 
 class OpenAIChatClient:
@@ -137,6 +172,8 @@ class OpenAIChatClient:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         role: str = "llm",
+        pause_when_down: bool | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ):
         self.role = role  # strong, target or judge: the label of this client's metrics
         self._endpoint = endpoint
@@ -145,11 +182,18 @@ class OpenAIChatClient:
         # Read once: a key file is not re-read per request. SecretStr keeps it out of reprs.
         key = endpoint.key()
         self._key = SecretStr(key) if key else None
-        self._semaphore = asyncio.Semaphore(endpoint.max_in_flight)
+        self._limit = AdaptiveLimit(endpoint.max_in_flight)
+        self._outage = Outage()
+        self._pause_when_down = (
+            getattr(endpoint, "pause_when_down", True) if pause_when_down is None else pause_when_down
+        )
+        self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._in_flight = 0
+        CONCURRENCY_LIMIT.labels(role).set(endpoint.max_in_flight)
+        ENDPOINT_DOWN.labels(role).set(0)
 
     @property
     def model(self) -> str:
@@ -159,6 +203,15 @@ class OpenAIChatClient:
     def in_flight(self) -> int:
         """Requests sent and not yet answered (not those waiting for a slot or a retry)."""
         return self._in_flight
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests currently allowed in flight (AIMD: halved on 429s, back up on successes)."""
+        return self._limit.current
+
+    @property
+    def down(self) -> bool:
+        return self._outage.down
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient(model={self.model!r}, max_in_flight={self._endpoint.max_in_flight})"
@@ -176,19 +229,49 @@ class OpenAIChatClient:
         }
         if self._endpoint.send_seed:
             payload["seed"] = sample
-        attempts = self._endpoint.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        attempt = failures = 0
+        sent_at = self._limit.now()
+        while True:
+            if self._outage.down:
+                await self._outage.turn(self._probe_delay, self._sleep)
+                if not self._outage.down:
+                    failures = 0  # it is back: what failed during the outage does not count
+            attempt += 1
             outcome = await self._attempt(payload, attempt)
+            previous_sent_at, sent_at = sent_at, outcome.sent_at
             if outcome.completion is not None:
                 return outcome.completion
-            if not outcome.retryable or attempt == attempts:
+            if not outcome.retryable:
                 break
-            delay = self._delay(attempt - 1, outcome.retry_after_s)
-            log.debug(
-                "%s: attempt %d/%d failed (%s, status %s); retrying in %.3fs",
-                self.model, attempt, attempts, outcome.reason, outcome.status, delay,
-            )  # fmt: skip
-            await self._sleep(delay)  # no slot held while waiting
+            if outcome.status == 429:
+                if self._limit.on_overload(sent_at):
+                    CONCURRENCY_LIMIT.labels(self.role).set(self._limit.current)
+                    log.info("%s: rate limited; at most %d requests in flight now", self.model, self._limit.current)
+                await self._sleep(self._delay(min(attempt - 1, 16), outcome.retry_after_s))
+                continue
+            failures += 1
+            if self._pause_when_down and self._outage.down:
+                continue  # wait for a turn to probe, as every call does while it is down
+            if failures <= self._endpoint.max_retries:
+                delay = self._delay(failures - 1, outcome.retry_after_s)
+                log.debug(
+                    "%s: attempt %d failed (%s, status %s); retrying in %.3fs",
+                    self.model, attempt, outcome.reason, outcome.status, delay,
+                )  # fmt: skip
+                await self._sleep(delay)  # no slot held while waiting
+                continue
+            if self._pause_when_down and not self._outage.answered_since(previous_sent_at):
+                # Nothing has answered during this request's last two tries (the last, longest
+                # backoff): the endpoint is down, not this request. Wait for it instead of
+                # failing every record.
+                if self._outage.declare_down():
+                    ENDPOINT_DOWN.labels(self.role).set(1)
+                    log.warning(
+                        "%s: endpoint %s is down (%s); its calls wait until it answers",
+                        self.model, self._endpoint.base_url, outcome.reason,
+                    )  # fmt: skip
+                continue
+            break
         gave_up = f" after {attempt} attempts" if outcome.retryable else ""
         metrics.LLM_FAILURES.labels(self.role).inc()
         raise LLMError(
@@ -197,6 +280,12 @@ class OpenAIChatClient:
             attempts=attempt,
             retryable=outcome.retryable,
         )
+
+    def _probe_delay(self, probes: int) -> float:
+        """Between probes of a down endpoint: growing to backoff_max_s, with some jitter."""
+        e = self._endpoint
+        step = min(e.backoff_max_s, e.backoff_base_s * (2**probes))
+        return self._rng.uniform(step / 2, step)
 
     def _delay(self, retry: int, retry_after_s: float | None) -> float:
         e = self._endpoint
@@ -212,8 +301,18 @@ class OpenAIChatClient:
 
     async def _attempt(self, payload: dict[str, Any], attempt: int) -> _Attempt:
         outcome = await self._attempt_once(payload, attempt)
+        if outcome.completion is not None or (outcome.status is not None and not outcome.retryable):
+            # The server read the request and answered: it is up.
+            was_down = self._outage.answered()
+            if was_down is not None:
+                ENDPOINT_DOWN.labels(self.role).set(0)
+                log.warning("%s: endpoint %s answers again after %.0fs", self.model, self._endpoint.base_url, was_down)
         if outcome.completion is not None:
             c = outcome.completion
+            self._limit.on_success()
+            CONCURRENCY_LIMIT.labels(self.role).set(self._limit.current)
+            if c.finish_reason == "length":
+                TRUNCATED.labels(self.role).inc()
             metrics.LLM_CALLS.labels(self.role, "ok").inc()
             metrics.LLM_LATENCY.labels(self.role).observe(c.latency_s)
             metrics.LLM_TOKENS.labels(self.role, "prompt").inc(c.prompt_tokens)
@@ -223,28 +322,37 @@ class OpenAIChatClient:
         return outcome
 
     async def _attempt_once(self, payload: dict[str, Any], attempt: int) -> _Attempt:
-        async with self._semaphore:
-            self._in_flight += 1
-            metrics.LLM_IN_FLIGHT.labels(self.role).inc()
-            started = time.monotonic()
-            try:
-                async with self._session.post(
-                    self._url, json=payload, headers=self._headers(), timeout=self._timeout
-                ) as response:
-                    status = response.status
-                    raw = await response.read()
-                    retry_after = response.headers.get("Retry-After")
-            except TimeoutError:
-                return _Attempt(reason=f"timed out after {self._endpoint.timeout_s}s", retryable=True)
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                # Connection refused or reset, server gone mid-body: the next try may reach it.
-                return _Attempt(
-                    reason=f"connection error: {type(exc).__name__}: {self._clean(str(exc))}", retryable=True
-                )
-            finally:
-                self._in_flight -= 1
-                metrics.LLM_IN_FLIGHT.labels(self.role).dec()
-            latency_s = time.monotonic() - started
+        await self._limit.acquire()
+        sent_at = self._limit.now()
+        try:
+            outcome = await self._request(payload, attempt)
+        finally:
+            self._limit.release()
+        outcome.sent_at = sent_at
+        return outcome
+
+    async def _request(self, payload: dict[str, Any], attempt: int) -> _Attempt:
+        self._in_flight += 1
+        metrics.LLM_IN_FLIGHT.labels(self.role).inc()
+        started = time.monotonic()
+        try:
+            async with self._session.post(
+                self._url, json=payload, headers=self._headers(), timeout=self._timeout
+            ) as response:
+                status = response.status
+                raw = await self._read_capped(response)
+                retry_after = response.headers.get("Retry-After")
+            if raw is None:
+                return _Attempt(reason=f"oversized response: more than {self._max_response_bytes} bytes", status=status)
+        except TimeoutError:
+            return _Attempt(reason=f"timed out after {self._endpoint.timeout_s}s", retryable=True)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            # Connection refused or reset, server gone mid-body: the next try may reach it.
+            return _Attempt(reason=f"connection error: {type(exc).__name__}: {self._clean(str(exc))}", retryable=True)
+        finally:
+            self._in_flight -= 1
+            metrics.LLM_IN_FLIGHT.labels(self.role).dec()
+        latency_s = time.monotonic() - started
         if status != 200:
             return _Attempt(
                 reason=f"HTTP {status}: {self._clean(raw.decode('utf-8', 'replace'))}",
@@ -260,6 +368,18 @@ class OpenAIChatClient:
         except ValueError as exc:  # JSONDecodeError and MalformedResponseError
             return _Attempt(reason=f"malformed response: {self._clean(str(exc))}", status=status, retryable=True)
         return _Attempt(completion=completion)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None when it is longer than max_response_bytes (not read further)."""
+        limit = self._max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            return None
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                return None
+        return bytes(body)
 
     def _clean(self, text: str) -> str:
         # Redact before cutting, so no cut can leave part of the key behind.

@@ -19,7 +19,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,9 +28,9 @@ from streams.app import CACHE_FILE
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import wait_for_http
 from streams.feed import produce_seeds, seed_from_text
-from streams.ledger import Ledger
 from streams.reader import read_records
 from streams.settings import Settings, overlay
+from tests.integration.follow import TOPICS, Progress
 from tests.integration.reference import reference_run
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -39,7 +38,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 SEEDS = 240
 WORKER_KILLS = 3
 RANDOM_SEED = 20240405  # which moments are "random": fixed, so a failure can be rerun as it was
-TOPICS = ("seeds", "metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
 _SUBJECTS = ("a bakery", "a hospital", "a school", "a startup", "a museum", "a farm", "a library", "a gym")
 _ASKS = ("price its services", "plan next year", "reduce waste", "train new staff", "explain its data", "grow online")
 
@@ -60,39 +58,6 @@ def crash_settings(bootstrap: str, llm_url: str, data_dir: Path) -> Settings:
             "worker": {"app_id": f"crash{run}", "data_dir": str(data_dir), "http_enabled": False},
         },
     )
-
-
-class Progress:
-    """Follows every topic from the start (no consumer group) into a Ledger, and counts each
-    id's copies. Restarted from scratch after the broker restart."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.ledger = Ledger()
-        self.copies: dict[str, Counter[str]] = {t: Counter() for t in TOPICS}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.ledger = Ledger()
-        self.copies = {t: Counter() for t in TOPICS}
-        self._task = asyncio.ensure_future(self._follow())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _follow(self) -> None:
-        async for topic, record in read_records(self.settings, TOPICS, follow=True):
-            self.copies[topic][record.id] += 1
-            self.ledger.add(topic, record)
-
-    def seen(self) -> int:
-        return sum(len(c) for c in self.copies.values())
-
-    def check(self) -> None:
-        if self._task is not None and self._task.done():
-            self._task.result()
 
 
 def port_is_free(port: int) -> bool:
@@ -177,8 +142,7 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
         # Read everything once more, from the start, now that nothing moves.
         final = Progress(settings)
         async for topic, record in read_records(settings, TOPICS):
-            final.copies[topic][record.id] += 1
-            final.ledger.add(topic, record)
+            final.add(topic, record)
 
         for seed in seeds:
             account = final.ledger.account(seed.id)

@@ -24,7 +24,7 @@ from llm.client import (
     parse_retry_after,
     redact,
 )
-from llm.double import DoubleConfig, LLMDouble
+from llm.double import DoubleConfig, LLMDouble, chat_body
 from llm.local import free_port
 from streams.settings import EndpointSettings, Settings
 
@@ -46,10 +46,14 @@ async def double():
         yield d
 
 
-def client_for(double: LLMDouble, session: aiohttp.ClientSession, **overrides) -> OpenAIChatClient:
+def client_for(
+    double: LLMDouble, session: aiohttp.ClientSession, *, pause_when_down: bool = True, **overrides
+) -> OpenAIChatClient:
     assert double.base_url is not None
     return OpenAIChatClient(
-        EndpointSettings(base_url=double.base_url, model="strong", **{**FAST, **overrides}), session
+        EndpointSettings(base_url=double.base_url, model="strong", **{**FAST, **overrides}),
+        session,
+        pause_when_down=pause_when_down,
     )
 
 
@@ -148,7 +152,7 @@ async def test_exhausted_retries_raise_with_the_attempt_count(double, session):
     double.configure(rate_5xx=1.0)
 
     with pytest.raises(LLMError) as caught:
-        await ask(client_for(double, session, max_retries=2))
+        await ask(client_for(double, session, max_retries=2, pause_when_down=False))
 
     assert caught.value.attempts == 3
     assert caught.value.status == 503  # the third of 500, 502, 503
@@ -172,7 +176,7 @@ async def test_timeouts_until_the_end_raise_without_a_status(double, session):
     double.configure(rate_timeout=1.0, hang_s=5.0)
 
     with pytest.raises(LLMError) as caught:
-        await ask(client_for(double, session, timeout_s=0.1, max_retries=1))
+        await ask(client_for(double, session, timeout_s=0.1, max_retries=1, pause_when_down=False))
 
     assert caught.value.attempts == 2
     assert caught.value.status is None
@@ -213,7 +217,7 @@ async def test_connection_refused_is_retried_then_raised(session):
     endpoint = EndpointSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", **{**FAST, "max_retries": 2})
 
     with pytest.raises(LLMError) as caught:
-        await ask(OpenAIChatClient(endpoint, session))
+        await ask(OpenAIChatClient(endpoint, session, pause_when_down=False))
 
     assert caught.value.attempts == 3
     assert caught.value.status is None
@@ -293,7 +297,7 @@ async def test_the_key_never_appears_in_errors_or_logs(session, tmp_path, caplog
     key_file = tmp_path / "key"
     key_file.write_text(SECRET + "\n")
     async with LLMDouble(DoubleConfig(api_key="another-key", echo_headers=True)) as double:
-        client = client_for(double, session, api_key_file=key_file)
+        client = client_for(double, session, api_key_file=key_file, pause_when_down=False)
         with pytest.raises(LLMError) as rejected:  # 401, body echoing our Authorization header
             await ask(client)
         double.configure(api_key=None, rate_5xx=1.0)
@@ -313,6 +317,209 @@ async def test_the_key_never_appears_in_errors_or_logs(session, tmp_path, caplog
 def test_redact_removes_the_key_and_any_bearer_token():
     text = '{"Authorization": "Bearer abc.def", "x": "key=s3cr3t"}'
     assert redact(text, "s3cr3t") == '{"Authorization": "Bearer ***", "x": "key=***"}'
+
+
+# ---------------------------------------------------------------- faults, and how the client adapts
+
+
+class ScriptedServer:
+    """A tiny chat server for faults the LLM double has no knob for: `handler(request, n)`
+    answers the n-th request (from 0) and may return None for the double's normal answer."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = 0
+        self._runner = None
+        self.base_url = ""
+
+    async def __aenter__(self):
+        from aiohttp import web
+
+        async def chat(request):
+            n = self.requests
+            self.requests += 1
+            body = await request.json()
+            reply = await self.handler(request, n, body)
+            if reply is not None:
+                return reply
+            return web.json_response(
+                chat_body(body["model"], f"answer {n}", finish_reason="stop", prompt_tokens=len(body["messages"]))
+            )
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/v1"
+        return self
+
+    async def __aexit__(self, *exc):
+        await self._runner.cleanup()
+
+
+def client_of(server: ScriptedServer, session, *, pause_when_down: bool = True, **overrides) -> OpenAIChatClient:
+    endpoint = EndpointSettings(base_url=server.base_url, model="strong", **{**FAST, **overrides})
+    return OpenAIChatClient(endpoint, session, pause_when_down=pause_when_down)
+
+
+@pytest.mark.asyncio
+async def test_rate_limits_never_use_up_the_retries(double, session):
+    # Ten 429s in a row with max_retries 3: the server asked to wait, so the call waits.
+    double.configure(rate_429=1.0, retry_after_s=0.0, max_faults=10)
+
+    completion = await ask(client_for(double, session, max_retries=3, pause_when_down=False))
+
+    assert completion.attempts == 11
+    assert double.stats()["by_status"] == {"200": 1, "429": 10}
+
+
+@pytest.mark.asyncio
+async def test_a_connection_reset_mid_request_is_retried(session):
+    async def reset_twice(request, n, body):
+        if n < 2:
+            request.transport.close()  # the peer hangs up before answering
+        return None
+
+    async with ScriptedServer(reset_twice) as server:
+        completion = await ask(client_of(server, session))
+
+    assert completion.attempts == 3
+    assert completion.text == "answer 2"
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_answer_fails_at_once_with_the_reason(session):
+    from aiohttp import web
+
+    async def huge(request, n, body):
+        return web.json_response(chat_body("strong", "x " * 200_000, finish_reason="stop", prompt_tokens=1))
+
+    async with ScriptedServer(huge) as server:
+        client = OpenAIChatClient(
+            EndpointSettings(base_url=server.base_url, **FAST), session, max_response_bytes=100_000
+        )
+        with pytest.raises(LLMError) as caught:
+            await ask(client)
+
+    assert (caught.value.attempts, caught.value.retryable) == (1, False)
+    assert "oversized response: more than 100000 bytes" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_truncated_answer_is_returned_as_is_and_counted(double, session):
+    from llm.client import TRUNCATED
+
+    double.configure(rate_length=1.0)
+    before = TRUNCATED.labels("llm")._value.get()
+
+    completion = await ask(client_for(double, session))
+
+    assert completion.finish_reason == "length"
+    assert completion.text.startswith("Answer from strong:") and completion.attempts == 1
+    assert TRUNCATED.labels("llm")._value.get() == before + 1
+
+
+@pytest.mark.asyncio
+async def test_unparsable_output_is_asked_again_then_dead_lettered(double, session):
+    from agents.base import StageFailure
+    from agents.base import ask as stage_ask
+    from agents.contrast import parse_judge
+
+    client = client_for(double, session)
+    double.configure(rate_malformed=1.0, max_faults=1)  # one garbled answer, then good ones
+    judge_prompt = [
+        {"role": "user", "content": "[The Start of Assistant 1's Answer]\na\n[The End of Assistant 1's Answer]"}
+    ]
+    asked = await stage_ask(
+        client, judge_prompt, parse_judge, purpose="judge", temperature=0.0, max_tokens=64, attempts=3
+    )
+    assert asked.call.attempts == 1 and double.stats()["calls"] == 2
+
+    double.configure(rate_malformed=1.0, max_faults=None)  # garbled for good
+    with pytest.raises(StageFailure) as caught:
+        await stage_ask(client, judge_prompt, parse_judge, purpose="judge", temperature=0.0, max_tokens=64, attempts=3)
+    assert caught.value.error_class == "ParseFailure" and caught.value.attempts == 3
+    assert "lorem ipsum" in caught.value.reason  # the raw answer is kept
+
+
+@pytest.mark.asyncio
+async def test_concurrency_halves_on_429s_and_creeps_back_up(double, session):
+    double.configure(latency_ms=10, max_concurrency=4, retry_after_s=0.02)
+    client = client_for(double, session, max_in_flight=32)
+
+    completions = await asyncio.gather(*(ask(client) for _ in range(120)))
+
+    assert len(completions) == 120
+    squeezed = client.concurrency_limit
+    assert squeezed <= 8  # from 32, close to what the server takes
+    rate_limited = double.stats()["by_status"].get("429", 0)
+    # Kept at 32 in flight, the 116 waiting calls would each retry every 20 ms for the 0.3 s
+    # the server needs: some 1,700 429s. Adapting, about one per request.
+    assert rate_limited <= 2 * 120
+
+    double.configure(max_concurrency=None)
+    for _ in range(10):
+        await asyncio.gather(*(ask(client) for _ in range(32)))
+    assert client.concurrency_limit > squeezed + 5  # recovered toward 32
+
+
+@pytest.mark.asyncio
+async def test_calls_wait_while_the_endpoint_is_down_and_all_finish_when_it_returns(double, session):
+    double.configure(down=True)
+    waiting = most_waiting = 0
+
+    async def sleep(delay: float) -> None:  # the length of the waits is not under test: who waits is
+        nonlocal waiting, most_waiting
+        waiting += 1
+        if client._outage.probes >= 3:  # well into the outage, past the callers' own backoffs
+            most_waiting = max(most_waiting, waiting)
+        await asyncio.sleep(0.005)
+        waiting -= 1
+
+    endpoint = EndpointSettings(base_url=double.base_url, model="strong", **{**FAST, "max_retries": 2})
+    client = OpenAIChatClient(endpoint, session, sleep=sleep)
+
+    calls = [asyncio.create_task(ask(client)) for _ in range(20)]
+    while client._outage.probes < 10:
+        await asyncio.sleep(0.001)
+    assert client.down
+    assert most_waiting == 1  # one caller at a time waits for its turn to probe; the others queue
+    assert not any(c.done() for c in calls)  # nobody failed: they wait
+
+    double.configure(down=False)
+    completions = await asyncio.gather(*calls)
+
+    assert len(completions) == 20 and not client.down
+
+
+@pytest.mark.asyncio
+async def test_a_request_that_fails_while_others_succeed_is_not_an_outage(session):
+    from aiohttp import web
+
+    async def poison(request, n, body):
+        if "poison" in body["messages"][0]["content"]:
+            return web.json_response({"error": "boom"}, status=500)
+        return None
+
+    async with ScriptedServer(poison) as server:
+        client = client_of(server, session, max_retries=3)
+
+        stop = asyncio.Event()
+
+        async def healthy_traffic():
+            while not stop.is_set():
+                await ask(client)
+
+        traffic = [asyncio.create_task(healthy_traffic()) for _ in range(4)]
+        with pytest.raises(LLMError) as caught:
+            await client.complete([{"role": "user", "content": "poison"}], temperature=0.0, max_tokens=8)
+        stop.set()
+        await asyncio.gather(*traffic)
+
+    assert caught.value.attempts == 4 and caught.value.status == 500
+    assert not client.down
 
 
 # ---------------------------------------------------------------- pure parts
