@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError, NotCoordinatorError
 
 from streams.admin import client_options, topic_partitions
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,16 +173,20 @@ class LagProbe:
         return build_report(settings, counts, starts, ends, committed, time.time())
 
     async def _group_offsets(self, group: str) -> dict[TopicPartition, Any]:
-        # On a fresh cluster the first coordinator lookup creates __consumer_offsets, and the
-        # coordinator answers "not available" / "loading" until it is ready.
-        deadline = time.monotonic() + self.coordinator_timeout
-        while True:
-            try:
-                return await self._admin.list_consumer_group_offsets(group)
-            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        return await with_coordinator(lambda: self._admin.list_consumer_group_offsets(group), self.coordinator_timeout)
+
+
+async def with_coordinator(call: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """`call()`, again while the group coordinator is not ready: on a fresh cluster the first
+    lookup creates __consumer_offsets, and until it is loaded the broker says "not available"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await call()
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def lag_report(settings: Settings) -> LagReport:
@@ -200,3 +208,32 @@ def render_table(report: LagReport, per_partition: bool = True) -> str:
         lines.append(f"{s.stage:<9} {s.group:<28} {'total':<28} {'':>4} {s.log_end:>9} {s.committed:>9} {s.lag:>7}")
     lines.append(f"total lag: {report.total}")
     return "\n".join(lines)
+
+
+async def stage_members(settings: Settings, timeout: float = 30.0) -> dict[str, dict[str, list[TopicPartition]]]:
+    """Per stage: each member of its consumer group and the input partitions assigned to it
+    (who does what when several workers share a stage)."""
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        members: dict[str, dict[str, list[TopicPartition]]] = {}
+        for stage in STAGE_INPUTS:
+            group = stage_group(settings, stage)
+            members[stage] = {}
+            responses = await with_coordinator(lambda g=group: admin.describe_consumer_groups([g]), timeout)
+            for response in responses:
+                for _error, _group, _state, _ptype, _protocol, group_members, *_ in response.groups:
+                    for member_id, _client, _host, _metadata, assignment, *_ in group_members:
+                        members[stage][member_id] = (
+                            [TopicPartition(t, p) for t, parts in decode_assignment(assignment) for p in parts]
+                            if assignment
+                            else []
+                        )
+        return members
+    finally:
+        await admin.close()
+
+
+def decode_assignment(raw: bytes) -> list[tuple[str, list[int]]]:
+    """The topic partitions in a consumer-protocol member assignment (Faust's assignor uses it too)."""
+    return list(ConsumerProtocolMemberAssignment.decode(raw).assignment)
