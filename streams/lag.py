@@ -219,16 +219,18 @@ async def stage_members(settings: Settings, timeout: float = 30.0) -> dict[str, 
         members: dict[str, dict[str, list[TopicPartition]]] = {}
         for stage in STAGE_INPUTS:
             group = stage_group(settings, stage)
+            inputs = {settings.topic(name) for name in STAGE_INPUTS[stage]}
             members[stage] = {}
             responses = await with_coordinator(lambda g=group: admin.describe_consumer_groups([g]), timeout)
             for response in responses:
                 for _error, _group, _state, _ptype, _protocol, group_members, *_ in response.groups:
                     for member_id, _client, _host, _metadata, assignment, *_ in group_members:
-                        members[stage][member_id] = (
-                            [TopicPartition(t, p) for t, parts in decode_assignment(assignment) for p in parts]
-                            if assignment
-                            else []
-                        )
+                        members[stage][member_id] = [
+                            TopicPartition(t, p)
+                            for t, parts in (decode_assignment(assignment) if assignment else [])
+                            if t in inputs  # not Faust's own <group>-__assignor-__leader topic
+                            for p in parts
+                        ]
         return members
     finally:
         await admin.close()
@@ -237,3 +239,15 @@ async def stage_members(settings: Settings, timeout: float = 30.0) -> dict[str, 
 def decode_assignment(raw: bytes) -> list[tuple[str, list[int]]]:
     """The topic partitions in a consumer-protocol member assignment (Faust's assignor uses it too)."""
     return list(ConsumerProtocolMemberAssignment.decode(raw).assignment)
+
+
+def render_members(members: dict[str, dict[str, list[TopicPartition]]]) -> str:
+    """Who owns what: one line per group member with its partitions (topic:partition)."""
+    lines = [f"{'STAGE':<9} {'MEMBER':<52} PARTITIONS"]
+    for stage, by_member in members.items():
+        if not by_member:
+            lines.append(f"{stage:<9} {'(no members: no worker runs this stage)':<52}")
+        for member, parts in sorted(by_member.items()):
+            owned = ", ".join(f"{tp.topic}:{tp.partition}" for tp in sorted(parts)) or "-"
+            lines.append(f"{stage:<9} {member:<52} {owned}")
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
     p.add_argument("--json", action="store_true", help="print JSON (one object per line with --watch)")
     p.add_argument("--totals", action="store_true", help="only the total line of each stage")
+    p.add_argument("--members", action="store_true", help="also which worker (group member) owns which partition")
     p.add_argument("--app-id", help="the workers' app id (default codeclm; groups are <app-id>-<stage>)")
     add_settings_flags(p, pipeline=False)
     p.set_defaults(func=run)
@@ -33,13 +34,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings, args: argparse.Namespace) -> int:
-    from streams.lag import LagProbe, render_table
+    from streams.lag import LagProbe, render_members, render_table, stage_members
 
     in_place = args.watch and not args.json and sys.stdout.isatty()
     async with LagProbe(settings) as probe:
         while True:
             report = await probe.snapshot()
-            out = json.dumps(report.to_dict()) if args.json else render_table(report, per_partition=not args.totals)
+            members = await stage_members(settings) if args.members else None
+            if args.json:
+                data = report.to_dict()
+                if members is not None:
+                    data["members"] = {
+                        stage: {m: [[tp.topic, tp.partition] for tp in parts] for m, parts in by_member.items()}
+                        for stage, by_member in members.items()
+                    }
+                out = json.dumps(data)
+            else:
+                out = render_table(report, per_partition=not args.totals)
+                if members is not None:
+                    out += "\n\n" + render_members(members)
             print((CLEAR if in_place else "") + out, flush=True)
             if not args.watch:
                 return 0

@@ -83,3 +83,19 @@ g               t.seeds         0          6               6               0    
 g               t.seeds         1          -               12              -               c-1             /127.0.0.1      c
 """
     assert parse_describe(out) == {("g", "t.seeds", 0): (6, 6, 0), ("g", "t.seeds", 1): (None, 12, None)}
+
+
+def test_member_assignment_bytes_and_the_members_table():
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    from streams.lag import decode_assignment, render_members
+
+    raw = ConsumerProtocolMemberAssignment(
+        0, [("p.seeds", [2, 3]), ("app-encode-__assignor-__leader", [0])], b""
+    ).encode()
+    assert decode_assignment(raw) == [("p.seeds", [2, 3]), ("app-encode-__assignor-__leader", [0])]
+    text = render_members({"encode": {"m-2": [tp("seeds", 3), tp("seeds", 2)], "m-1": []}, "decode": {}})
+    lines = [line.split(maxsplit=2) for line in text.splitlines()]
+    assert lines[1] == ["encode", "m-1", "-"]
+    assert lines[2] == ["encode", "m-2", "p.seeds:2, p.seeds:3"]
+    assert lines[3][0] == "decode" and "no worker runs this stage" in text
