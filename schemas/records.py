@@ -7,10 +7,11 @@ replay after a crash produces the same ids and any consumer can de-duplicate by 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -64,11 +65,27 @@ class MetadataSummary(BaseModel):
 
 
 # -- seeds ---------------------------------------------------------------------------------
+# A seed is one user query; far longer text is a document, not an instruction (and would not
+# fit the prompts). Control characters other than tab and line breaks mean binary garbage.
+MAX_SEED_CHARS = 20_000
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class Seed(Record):
     """A seed instruction fed by the user; `id == seed_id`, `parent_id` is None."""
 
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=MAX_SEED_CHARS)
     source: str | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _readable(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is blank")
+        bad = _CONTROL_CHARS.search(text)
+        if bad:
+            raise ValueError(f"text holds a control character ({bad.group()!r} at {bad.start()})")
+        return text
 
 
 # -- metadata ------------------------------------------------------------------------------
