@@ -21,11 +21,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import DeadLetter, derive_id
+from schemas import DeadLetter, Record, derive_id
 from schemas.codec import encode, original_payload
 from streams.admin import client_options, ensure_topics, topic_partitions
 from streams.feed import BadLine, Item
@@ -89,7 +90,7 @@ def bad_line_record(bad: BadLine, source: str) -> DeadLetter:
         error_class=bad.error_class,
         record_id=f"{source}:{bad.line}",
         original=original,
-        original_encoding=encoding,
+        original_encoding=cast(Literal["utf-8", "base64"], encoding),
     )
 
 
@@ -162,6 +163,7 @@ class Feeder:
         return self.stats
 
     async def _send(self, producer: AIOKafkaProducer, item: Item) -> None:
+        record: Record
         if isinstance(item, BadLine):
             self.stats.bad += 1
             self.on_bad(item)

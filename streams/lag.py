@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -221,7 +222,7 @@ async def stage_members(settings: Settings, timeout: float = 30.0) -> dict[str, 
             group = stage_group(settings, stage)
             inputs = {settings.topic(name) for name in STAGE_INPUTS[stage]}
             members[stage] = {}
-            responses = await with_coordinator(lambda g=group: admin.describe_consumer_groups([g]), timeout)
+            responses = await with_coordinator(partial(admin.describe_consumer_groups, [group]), timeout)
             for response in responses:
                 for _error, _group, _state, _ptype, _protocol, group_members, *_ in response.groups:
                     for member_id, _client, _host, _metadata, assignment, *_ in group_members:

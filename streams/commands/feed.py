@@ -81,6 +81,7 @@ async def _run(settings, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
+    total: int | None
     with ExitStack() as stack:
         if fmt == "parquet":
             items = read_parquet(path, args.text_field)
