@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from faust.serializers import codecs
@@ -41,7 +41,7 @@ def decode(model: type[M], data: bytes | None) -> M:
         raise DecodeError(f"not a valid {model.__name__}: {_short(exc)}", "ValidationError") from exc
 
 
-def original_payload(data: bytes | None) -> tuple[str, str]:
+def original_payload(data: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:
     """The original bytes as (text, encoding) for a dead letter: UTF-8 where it is, else base64."""
     if data is None:
         return "", "utf-8"
