@@ -5,8 +5,10 @@ stopped when the ExitStack closes, politely first."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -84,7 +86,11 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
             log = self.work / f"{settings.worker.app_id}-worker-{i}.log"
-            started.append(Worker(self.children.spawn(f"worker-{i}", cmd, env, log), data_dir, log))
+            process = self.children.spawn(f"worker-{i}", cmd, env, log)
+            # Runs before the plain stop (exit callbacks run last-in first-out): a wrapper such
+            # as a profiler would otherwise leave the worker itself running.
+            self.stack.callback(stop_group, process)
+            started.append(Worker(process, data_dir, log))
         return started
 
 
@@ -104,6 +110,28 @@ class Worker:
     @property
     def http_url(self) -> str | None:
         return url_of_worker(self.data_dir / URL_FILE)
+
+
+def stop_group(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM to the process's whole group (it was started in a session of its own), then
+    SIGKILL to whatever is left after `timeout`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _group_alive(process):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        deadline = time.monotonic() + timeout
+        while _group_alive(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the leader, or its zombie keeps the group alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 async def double_stats(session: aiohttp.ClientSession, double: Double) -> dict[str, Any]:
