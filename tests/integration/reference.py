@@ -54,6 +54,7 @@ class Reference:
     """Ids of every record each topic received, and the LLM calls it took."""
 
     ids: dict[str, set[str]] = field(default_factory=dict)
+    records: list[tuple[str, Record]] = field(default_factory=list)  # (topic, record), in order
     calls: int = 0
 
 
@@ -66,6 +67,7 @@ async def reference_run(settings: Settings, seeds: list[Seed]) -> Reference:
     while queue:
         topic, record = queue.popleft()
         result.ids.setdefault(topic, set()).add(record.id)
+        result.records.append((topic, record))
         process = STAGE_OF_TOPIC.get(topic)
         if process is None:
             continue
