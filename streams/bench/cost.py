@@ -17,6 +17,7 @@ class CostRow:
     stage: str
     iteration: int | None  # None: per seed or metadata, before any iteration
     calls: int
+    cached: int  # of `calls`, answered by the worker's answer cache (no request made)
     prompt_tokens: int
     completion_tokens: int
 
@@ -33,6 +34,10 @@ class Cost:
     @property
     def calls(self) -> int:
         return sum(r.calls for r in self.rows)
+
+    @property
+    def cached(self) -> int:
+        return sum(r.cached for r in self.rows)
 
     @property
     def tokens(self) -> int:
@@ -86,6 +91,7 @@ def cost_of(records: list[tuple[str, object]], double_stats: dict[str, dict]) ->
             stage,
             iteration,
             len(calls[(stage, iteration)]),
+            sum(c.cached for c in calls[(stage, iteration)]),
             sum(c.prompt_tokens for c in calls[(stage, iteration)]),
             sum(c.completion_tokens for c in calls[(stage, iteration)]),
         )

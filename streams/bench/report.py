@@ -42,6 +42,7 @@ class PipelineFigures:
     cpu_per_1k_calls: float
     cpu_per_1k_calls_steady: float
     rss_warm_mb: float
+    rss_mid_mb: float  # at half of the strong calls: a leak keeps growing, a warm-up flattens
     rss_end_mb: float
     peak_rss_mb: float
     records: int
@@ -92,6 +93,7 @@ def summarise(run: PipelineRun, m: int, latency_s: float) -> PipelineFigures:
         cpu_per_1k_calls=1000 * cpu / calls if calls else math.nan,
         cpu_per_1k_calls_steady=1000 * steady_cpu / steady_calls if steady_calls else math.nan,
         rss_warm_mb=f.value_at(s, lambda x: x.rss_kb, steady[0]) / 1024,
+        rss_mid_mb=f.value_at(s, lambda x: x.rss_kb, f.crossing(s, f.strong, f.strong(s[-1]) / 2)) / 1024,
         rss_end_mb=s[-1].rss_kb / 1024,
         peak_rss_mb=run.hwm_kb / 1024,
         records=run.records,
@@ -221,15 +223,24 @@ def stage_rows(rates: Sequence[StageRate]) -> tuple[list[str], list[list[object]
 
 
 def cost_rows(cost: Cost) -> tuple[list[str], list[list[object]]]:
-    headers = ["stage", "iteration", "calls", "prompt tokens", "completion tokens", "calls/pair", "tokens/pair"]
+    headers = [
+        "stage",
+        "iteration",
+        "calls",
+        "from cache",
+        "prompt tokens",
+        "completion tokens",
+        "calls/pair",
+        "tokens/pair",
+    ]
     pairs = cost.accepted or 1
     rows: list[list[object]] = [
-        [r.stage, r.iteration or "-", r.calls, r.prompt_tokens, r.completion_tokens, r.calls / pairs,
+        [r.stage, r.iteration or "-", r.calls, r.cached, r.prompt_tokens, r.completion_tokens, r.calls / pairs,
          (r.prompt_tokens + r.completion_tokens) / pairs]
         for r in cost.rows
     ]  # fmt: skip
     rows.append(
-        ["total", "", cost.calls, sum(r.prompt_tokens for r in cost.rows),
+        ["total", "", cost.calls, cost.cached, sum(r.prompt_tokens for r in cost.rows),
          sum(r.completion_tokens for r in cost.rows), cost.calls / pairs, cost.tokens / pairs]
     )  # fmt: skip
     return headers, rows
@@ -238,8 +249,9 @@ def cost_rows(cost: Cost) -> tuple[list[str], list[list[object]]]:
 def cost_notes(cost: Cost) -> str:
     once = "yes" if cost.rubrics_calls_records == cost.metadata else "NO"
     return (
-        f"{cost.accepted} accepted pairs; the records carry {cost.calls} calls, the doubles answered "
-        f"{cost.calls_double} requests (the difference: re-asks of unparsable answers and retried requests)\n"
+        f"{cost.accepted} accepted pairs; the records carry {cost.calls} calls ({cost.cached} answered by the "
+        f"worker's answer cache), the doubles answered {cost.calls_double} requests (re-asks of unparsable "
+        f"answers and retried requests are not on the records)\n"
         f"rubrics: {cost.rubrics_calls_records} calls on the records, {cost.rubrics_calls_double} rubrics prompts at "
         f"the strong double, {cost.metadata} metadata records: generated once per metadata: {once}"
     )

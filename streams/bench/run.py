@@ -223,7 +223,8 @@ def targets(one: list[PipelineFigures], rates: list[StageRate], results: dict) -
     met["rss_growth"] = ok
     lines.append(
         f"[{'met' if ok else 'NOT met'}] worker RSS grows < 10% after warm-up over >= {RSS_RECORDS} records: "
-        f"{longest.rss_warm_mb:.0f} MB -> {longest.rss_end_mb:.0f} MB ({growth:+.1%}) over {longest.records} records"
+        f"{longest.rss_warm_mb:.0f} MB (10% of the calls) -> {longest.rss_mid_mb:.0f} MB (50%) -> "
+        f"{longest.rss_end_mb:.0f} MB (end) ({growth:+.1%}) over {longest.records} records (M={longest.m})"
         + ("" if enough else " (too few records to judge: raise --seeds)")
     )
     results["targets"] = met
