@@ -2,9 +2,12 @@
 
 Delivery is at-least-once: after a crash, a worker processes again whatever was not committed
 yet, asking the LLMs the very same questions. `CachedChatModel` wraps any `ChatModel` and
-answers such repeats from an `AnswerCache`, keyed by (endpoint, model, messages, temperature,
-max_tokens, sample): the same call, and `sample` keeps a re-ask after an unparsable answer a
-different call.
+answers such repeats from an `AnswerCache`, keyed by (the record being processed, endpoint,
+model, messages, temperature, max_tokens, sample): the same call for the same record, and
+`sample` keeps a re-ask after an unparsable answer a different call. The record (CALL_SCOPE,
+set by the stage for each record) is in the key so that the cache only ever answers replays:
+two seeds whose metadata happen to give the same prompt still get two independent samples,
+as they would without a cache.
 
 Why SQLite in the worker's data directory rather than a compacted Kafka topic: a lookup must
 be answered before the call it may save, by key, at hundreds per second; SQLite answers from
@@ -25,6 +28,7 @@ import json
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,8 @@ CACHE_LOOKUPS = Counter(
     registry=REGISTRY,
 )
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+# The id of the record a call is made for; the stage sets it per record (task-local).
+CALL_SCOPE: ContextVar[str] = ContextVar("codeclm_llm_call_scope", default="")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -52,12 +58,19 @@ CREATE TABLE IF NOT EXISTS answers (
 
 
 def cache_key(
-    endpoint: str, model: str, messages: list[Message], *, temperature: float, max_tokens: int, sample: int
+    endpoint: str,
+    model: str,
+    messages: list[Message],
+    *,
+    temperature: float,
+    max_tokens: int,
+    sample: int,
+    scope: str = "",
 ) -> str:
-    """A digest of everything that shapes the answer (the endpoint too: two servers may
-    serve different models under one name). Only the digest is stored, not the prompt."""
+    """A digest of the record and everything that shapes the answer (the endpoint too: two
+    servers may serve different models under one name). Only the digest is stored."""
     canonical = json.dumps(
-        [endpoint, model, messages, temperature, max_tokens, sample], sort_keys=True, ensure_ascii=False
+        [scope, endpoint, model, messages, temperature, max_tokens, sample], sort_keys=True, ensure_ascii=False
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -71,6 +84,7 @@ class AnswerCache:
         self.max_age_s = max_age_s
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self.pending: dict[str, asyncio.Future[Completion]] = {}  # calls under way, by key
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +103,10 @@ class AnswerCache:
 
     async def put(self, key: str, completion: Completion) -> None:
         await self._run(self._put, key, completion)
+
+    async def count_hit(self, key: str) -> None:
+        """A call saved without a lookup (it waited for an equal call under way)."""
+        await self._run(self._count_hit, key)
 
     async def stats(self) -> tuple[int, int]:
         """(entries, hits so far): what the cache holds and the calls it has saved."""
@@ -119,6 +137,10 @@ class AnswerCache:
             return None
         self._db.execute("UPDATE answers SET hits = hits + 1 WHERE key = ?", (key,))
         return Completion(**json.loads(row[0]))
+
+    def _count_hit(self, key: str) -> None:
+        assert self._db is not None
+        self._db.execute("UPDATE answers SET hits = hits + 1 WHERE key = ?", (key,))
 
     def _put(self, key: str, completion: Completion) -> None:
         assert self._db is not None
@@ -153,13 +175,54 @@ class CachedChatModel:
         self, messages: list[Message], *, temperature: float, max_tokens: int, sample: int = 0
     ) -> Completion:
         key = cache_key(
-            self._endpoint, self.model, messages, temperature=temperature, max_tokens=max_tokens, sample=sample
+            self._endpoint,
+            self.model,
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            sample=sample,
+            scope=CALL_SCOPE.get(),
         )
-        cached = await self._cache.get(key)
-        if cached is not None:
+        while True:
+            under_way = self._cache.pending.get(key)
+            if under_way is None:
+                break
+            try:  # an equal call for a copy of this record: wait for its answer
+                completion = await asyncio.shield(under_way)
+            except asyncio.CancelledError:
+                if not under_way.cancelled():
+                    raise  # this caller was cancelled
+                continue  # the first caller was cancelled: ask again
             CACHE_LOOKUPS.labels(self.role, "hit").inc()
-            return replace(cached, cached=True, latency_s=0.0)
-        CACHE_LOOKUPS.labels(self.role, "miss").inc()
-        completion = await self._inner.complete(messages, temperature=temperature, max_tokens=max_tokens, sample=sample)
-        await self._cache.put(key, completion)  # on disk before any record can carry it
-        return completion
+            await self._cache.count_hit(key)
+            return replace(completion, cached=True, latency_s=0.0)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._cache.pending[key] = future
+        try:
+            cached = await self._cache.get(key)
+            if cached is not None:
+                CACHE_LOOKUPS.labels(self.role, "hit").inc()
+                future.set_result(cached)
+                return replace(cached, cached=True, latency_s=0.0)
+            CACHE_LOOKUPS.labels(self.role, "miss").inc()
+            completion = await self._inner.complete(
+                messages, temperature=temperature, max_tokens=max_tokens, sample=sample
+            )
+            await self._cache.put(key, completion)  # on disk before any record can carry it
+            future.set_result(completion)
+            return completion
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            self._cache.pending.pop(key, None)
+
+
+def _retrieve(future: asyncio.Future[Completion]) -> None:
+    # A failure nobody else waited for is not "never retrieved": the first caller raised it.
+    if not future.cancelled():
+        future.exception()

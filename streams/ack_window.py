@@ -39,6 +39,7 @@ class OrderedAckWindow(Generic[E]):
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _blocked: set[Hashable] = field(default_factory=set)
     _room: asyncio.Semaphore | None = None
+    closed: bool = False
 
     @property
     def in_flight(self) -> int:
@@ -48,15 +49,22 @@ class OrderedAckWindow(Generic[E]):
     def waiting_to_ack(self) -> int:
         return sum(len(q) for q in self._pending.values())
 
-    async def submit(self, item: E, work: Callable[[E], Awaitable[None]]) -> None:
+    async def submit(self, item: E, work: Callable[[E], Awaitable[None]]) -> bool:
+        """Start `work(item)`; False (and nothing started, so never acked) once closed."""
+        if self.closed:
+            return False
         if self._room is None:
             self._room = asyncio.Semaphore(self.capacity)
         await self._room.acquire()
+        if self.closed:  # closed while waiting for room
+            self._room.release()
+            return False
         slot = _Slot(item)
         self._pending.setdefault(self.partition_of(item), deque()).append(slot)
         task = asyncio.create_task(self._run(slot, work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     async def _run(self, slot: _Slot[E], work: Callable[[E], Awaitable[None]]) -> None:
         try:
@@ -81,8 +89,9 @@ class OrderedAckWindow(Generic[E]):
                 await result
 
     async def drain(self, timeout: float) -> bool:
-        """Wait up to `timeout` for in-flight work to finish (and be acked); cancel the rest.
-        Returns True when everything finished."""
+        """Take nothing new; wait up to `timeout` for in-flight work to finish (and be acked);
+        cancel the rest, which stays unacked. Returns True when everything finished."""
+        self.closed = True
         tasks = set(self._tasks)
         if not tasks:
             return True

@@ -24,7 +24,7 @@ from agents import contrast, decode, encode, tailor
 from agents import filter as filter_stage
 from agents.base import Emit, StageContext, StageFailure
 from llm.base import ChatModel
-from llm.cache import AnswerCache, CachedChatModel
+from llm.cache import CALL_SCOPE, AnswerCache, CachedChatModel
 from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
@@ -70,6 +70,7 @@ class LLMResources(mode.Service):
         self.cache: AnswerCache | None = None
         self.context: StageContext | None = None
         self.ready = asyncio.Event()
+        self.runners: list[StageRunner] = []  # every stage of the worker, for drain_stages
 
     async def on_start(self) -> None:
         self.session = open_session(self.settings)
@@ -86,6 +87,25 @@ class LLMResources(mode.Service):
             await self.session.close()
         if self.cache is not None:
             await self.cache.close()
+
+    async def drain_stages(self) -> None:
+        """The first step of stopping (SIGTERM, Ctrl-C): every stage stops taking records, its
+        work in flight gets `shutdown_timeout_s` to finish and is committed; what is still
+        unfinished then is cancelled, stays uncommitted, and is read again after a restart."""
+        runners = [r for r in self.runners if r.window is not None]
+        timeout = self.settings.worker.shutdown_timeout_s
+        in_flight = sum(r.window.in_flight for r in runners)
+        log.info("stopping: %d records in flight get up to %.0fs to finish", in_flight, timeout)
+        for runner in runners:
+            runner.stop_intake()
+        finished = await asyncio.gather(*(r.window.drain(timeout) for r in runners))
+        for runner in runners:
+            await runner.commit()
+        unfinished = [r.stage for r, done in zip(runners, finished, strict=True) if not done]
+        if unfinished:
+            log.warning("stopped with work in flight in %s; it is handed back uncommitted", ", ".join(unfinished))
+        else:
+            log.info("stopped: all work in flight finished and was committed")
 
     async def stage_context(self) -> StageContext:
         await self.ready.wait()
@@ -112,13 +132,29 @@ class StageRunner:
 
     def __init__(self, stage: str, app: faust.App, settings: Settings, resources: LLMResources):
         self.stage = stage
+        self.app = app
         self.settings = settings
         self.resources = resources
         self.process = STAGE_PROCESS[stage]
+        self.window: OrderedAckWindow[EventT] | None = None  # set when the agent starts
+        self.gate: AckGate | None = None
+        resources.runners.append(self)
         self._topics = {
             name: app.topic(settings.topic(name), value_serializer=CODEC_NAME, key_serializer="raw")
             for name in ("metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
         }
+
+    def stop_intake(self) -> None:
+        """Fetch and start nothing more: records not started stay uncommitted."""
+        self.app.flow_control.suspend()  # the stream skips what it holds; the gate keeps those unacked
+        consumer = self.app.consumer
+        consumer.pause_partitions(consumer.assignment())
+
+    async def commit(self) -> None:
+        try:
+            await self.app.consumer.commit()
+        except KafkaError as exc:  # the broker is away: the acked work is replayed, never lost
+            log.warning("%s: could not commit on the way out: %s", self.stage, exc)
 
     async def handle(self, event: EventT) -> None:
         message = event.message
@@ -131,6 +167,7 @@ class StageRunner:
             metrics.RECORDS.labels(self.stage, "dead_lettered").inc()
             return
         context = await self.resources.stage_context()
+        CALL_SCOPE.set(record.id)  # this task's LLM calls are cached for this record's replays
         try:
             emits = await self.process(record, context)
         except StageFailure as failure:
@@ -245,6 +282,17 @@ def kept_original(raw: bytes | None) -> tuple[str, str, str]:
     return text, encoding, ""
 
 
+class StageWorker(faust.Worker):
+    """faust's worker, draining the stages (bounded by shutdown_timeout_s) before it stops
+    anything: then the LLM clients, producers and consumers are all still there."""
+
+    async def on_stop(self) -> None:
+        for service in self.services:
+            if isinstance(service, LLMResources):
+                await service.drain_stages()
+        await super().on_stop()
+
+
 def create_stage_app(stage: str, settings: Settings, resources: LLMResources) -> tuple[faust.App, StageRunner]:
     """A Faust app for one stage; its consumer group is `<app_id>-<stage>`."""
     kafka = settings.kafka
@@ -263,6 +311,9 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         broker_session_timeout=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S),
         broker_heartbeat_interval=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S) / 5,
         broker_commit_interval=COMMIT_INTERVAL_S,
+        # faust would wait, without a bound, for every message in flight to be acked before a
+        # rebalance or a stop; StageWorker bounds that itself (LLMResources.drain_stages).
+        stream_wait_empty=False,
     )
     runner = StageRunner(stage, app, settings, resources)
     inputs = app.topic(
@@ -281,25 +332,19 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
             ack=release,
             partition_of=lambda event: event.message.tp,
         )
-        runner.gate = gate  # type: ignore[attr-defined]
-        runner.window = window  # type: ignore[attr-defined]
+        runner.gate = gate
+        runner.window = window
         metrics.STAGE_IN_FLIGHT.labels(stage).set_function(lambda: window.in_flight)
-        try:
-            async for event in manual.events():
-                await window.submit(event, runner.handle)
-        finally:
-            finished = await window.drain(settings.worker.shutdown_timeout_s)
-            if not finished:
-                log.warning("%s: stopped with work in flight; it will be read again", stage)
+        async for event in manual.events():
+            await window.submit(event, runner.handle)
 
     app.agent(inputs, name=f"{stage}")(run_stage)
 
     @app.on_partitions_revoked.connect
     async def _revoked(app_, revoked, **kwargs) -> None:
-        window = getattr(runner, "window", None)
-        if window is not None:
-            window.forget(set(revoked))
-        gate = getattr(runner, "gate", None)
+        if runner.window is not None:
+            runner.window.forget(set(revoked))
+        gate = runner.gate
         if gate is not None and gate.refused:
             log.info("%s: held back the acks of %d messages faust skipped in a rebalance", stage, gate.refused)
 

@@ -8,7 +8,7 @@ import logging
 import faust
 
 from streams.admin import ensure_topics
-from streams.app import LLMResources, create_stage_app
+from streams.app import LLMResources, StageWorker, create_stage_app
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS
 from streams.web import WorkerHTTP
@@ -29,7 +29,7 @@ def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> fa
     # /healthz, /metrics, /lag: up before the stages start, down after they stop.
     http = [WorkerHTTP(settings, stages)] if settings.worker.http_enabled else []
     # Dependencies start in order and stop in reverse: the LLM session outlives the stages.
-    return faust.Worker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+    return StageWorker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
 
 
 def run_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> None:

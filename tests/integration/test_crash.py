@@ -161,7 +161,7 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
         cache = AnswerCache(settings.worker.data_dir / CACHE_FILE)
         await cache.open()
         try:
-            _, calls_saved = await cache.stats()
+            cached_answers, calls_saved = await cache.stats()
         finally:
             await cache.close()
         figures = {
@@ -175,14 +175,16 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
             "llm_calls_made": calls,
             "llm_calls_crash_free": reference.calls,
             "llm_calls_saved_by_cache": calls_saved,
+            "llm_answers_cached": cached_answers,
             "seconds": round(time.monotonic() - started, 1),
         }
         record_property("crash_figures", json.dumps(figures))
         print("crash test figures:", json.dumps(figures))
         assert kills == WORKER_KILLS and broker_restarts == 1
         # No double payment: replayed work was answered from the cache. What was paid beyond a
-        # crash-free run is only the calls in flight at each kill, whose answers never got back.
+        # crash-free run is only the calls in flight at each kill, whose answers never got back
+        # (and the cache answers replays only: every call of the crash-free run was paid once).
         assert calls_saved > 0
-        assert calls - reference.calls < 0.1 * reference.calls, figures
+        assert reference.calls <= calls < 1.1 * reference.calls, figures
     finally:
         await asyncio.to_thread(broker.stop)

@@ -90,6 +90,20 @@ async def test_failed_or_cancelled_work_blocks_later_acks_of_its_partition():
     assert ("a", 5) not in acked  # nothing after the hole is ever acked
 
 
+async def test_a_drained_window_takes_nothing_more():
+    window, acked = make_window()
+    started: list[tuple[str, int]] = []
+
+    async def work(item):
+        started.append(item)
+
+    assert await window.submit(("a", 0), work)
+    assert await window.drain(timeout=1)
+    assert not await window.submit(("a", 1), work)  # stopping: left unacked, read again later
+    await asyncio.sleep(0)
+    assert started == [("a", 0)] and acked == [("a", 0)]
+
+
 # -- the gate in front of a real faust consumer (no broker: only its offset bookkeeping) -------
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm.base import Completion
-from llm.cache import CACHE_LOOKUPS, AnswerCache, CachedChatModel, cache_key
+from llm.cache import CACHE_LOOKUPS, CALL_SCOPE, AnswerCache, CachedChatModel, cache_key
 from tests.unit.fakes import ScriptedChatModel
 
 MESSAGES = [{"role": "user", "content": "Name three prime numbers."}]
@@ -52,11 +52,12 @@ async def test_a_repeated_call_is_answered_from_the_cache(cache):
         {"messages": [{"role": "user", "content": "Name three prime numbers!"}]},
         {"model": "other"},
         {"endpoint": "http://b/v1"},
+        {"scope": "inst-2"},
     ],
 )
 def test_anything_that_shapes_the_answer_changes_the_key(change):
     base = {"endpoint": "http://a/v1", "model": "m", "messages": MESSAGES, "temperature": 0.7, "max_tokens": 64}
-    base["sample"] = 0
+    base.update(sample=0, scope="inst-1")
     changed = {**base, **change}
     key = cache_key(
         base["endpoint"],
@@ -65,6 +66,7 @@ def test_anything_that_shapes_the_answer_changes_the_key(change):
         temperature=base["temperature"],
         max_tokens=base["max_tokens"],
         sample=base["sample"],
+        scope=base["scope"],
     )
     other = cache_key(
         changed["endpoint"],
@@ -73,8 +75,28 @@ def test_anything_that_shapes_the_answer_changes_the_key(change):
         temperature=changed["temperature"],
         max_tokens=changed["max_tokens"],
         sample=changed["sample"],
+        scope=changed["scope"],
     )
     assert key != other
+
+
+async def test_only_the_same_record_s_calls_are_answered_from_the_cache(cache):
+    # Two records whose prompts happen to be equal get two samples, as without a cache; the
+    # replay of either gets its own answer back.
+    import asyncio
+
+    inner = ScriptedChatModel("first sample", "second sample", model="m")
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1")
+
+    async def for_record(record_id: str) -> str:
+        CALL_SCOPE.set(record_id)
+        return (await model.complete(MESSAGES, temperature=0.7, max_tokens=64)).text
+
+    one = await asyncio.create_task(for_record("meta-1"))
+    two = await asyncio.create_task(for_record("meta-2"))
+    replay = await asyncio.create_task(for_record("meta-1"))
+    assert (one, two, replay) == ("first sample", "second sample", "first sample")
+    assert len(inner.calls) == 2
 
 
 async def test_a_re_ask_with_the_next_sample_reaches_the_llm(cache):
@@ -149,3 +171,38 @@ async def test_old_answers_are_dropped_when_the_cache_opens(tmp_path):
     finally:
         await reopened.close()
     assert os.path.exists(path)
+
+
+async def test_copies_of_a_record_worked_on_at_once_pay_for_one_call(cache):
+    import asyncio
+
+    inner = ScriptedChatModel(respond=lambda call: "the answer", model="m", delay_s=0.05)
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1")
+
+    async def copy() -> object:
+        CALL_SCOPE.set("meta-1")
+        return await model.complete(MESSAGES, temperature=0.7, max_tokens=64)
+
+    first, second = await asyncio.gather(copy(), copy())
+    assert len(inner.calls) == 1
+    assert first.text == second.text == "the answer" and [first.cached, second.cached] == [False, True]
+    assert await cache.stats() == (1, 1)
+
+
+async def test_a_copy_asks_itself_when_the_first_caller_is_cancelled(cache):
+    import asyncio
+
+    inner = ScriptedChatModel(respond=lambda call: "late answer", model="m", delay_s=0.05)
+    model = CachedChatModel(inner, cache, endpoint="http://a/v1")
+
+    async def copy() -> str:
+        CALL_SCOPE.set("meta-1")
+        return (await model.complete(MESSAGES, temperature=0.7, max_tokens=64)).text
+
+    first = asyncio.create_task(copy())
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(copy())
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second == "late answer"
+    assert len(inner.calls) == 2 and first.cancelled()
