@@ -1,0 +1,99 @@
+"""API keys never leave the worker: not in its log, not in any record, not in dead letters, even
+when the LLM server echoes the request headers (Authorization included) in its error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.admin import client_options, topic_partitions
+from streams.broker import free_port
+from streams.demo import wait_for_http
+from streams.feed import produce_seeds, seed_from_text
+from streams.settings import overlay
+from tests.integration.follow import TOPICS, Progress
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
+
+STRONG_KEY = "sk-strong-4f9a1c77e0b2-SECRET"  # the key the server expects
+TARGET_KEY = "sk-target-88d0c3b19e5a-SECRET"  # a wrong key, from a key file: every call refused
+
+
+async def raw_topics(settings) -> bytes:
+    """Every key, value and header on every pipeline topic, as bytes."""
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        counts = await topic_partitions(admin, [settings.topic(t) for t in TOPICS])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    await consumer.start()
+    blob = bytearray()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            for messages in (await consumer.getmany(*pending, timeout_ms=1000)).values():
+                for m in messages:
+                    blob += (m.key or b"") + (m.value or b"") + b"".join(v for _, v in m.headers or ())
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return bytes(blob)
+
+
+async def test_api_keys_never_reach_logs_records_or_dead_letters(settings, processes, start_worker, tmp_path):
+    port = free_port()
+    processes(
+        "llm-double",
+        [sys.executable, "-m", "llm.double", "--port", str(port), "--api-key", STRONG_KEY, "--echo-headers",
+         "--rate-5xx", "0.2", "--random-seed", "3"],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_for_http(url + "/models", 30)
+    key_file = tmp_path / "target.key"
+    key_file.write_text(TARGET_KEY + "\n")
+    settings = overlay(
+        settings,
+        {
+            "strong": {"base_url": url, "model": "double-strong", "api_key": STRONG_KEY, "backoff_max_s": 0.2},
+            "target": {"base_url": url, "model": "double-target", "api_key_file": str(key_file)},
+            "pipeline": {"instructions_per_metadata": 2, "max_iterations": 2},
+            "worker": {"http_enabled": False, "log_level": "debug"},
+        },
+    )
+    worker = start_worker(settings)
+    seeds = [seed_from_text(f"Write the release notes for version {i}.") for i in range(4)]
+    await produce_seeds(settings, seeds)
+    progress = Progress(settings)
+    progress.start()
+    try:
+        # Every target answer is refused (401, echoing our headers): each instruction ends as a
+        # dead letter whose reason quotes the server's error body.
+        for _ in range(600):
+            progress.check()
+            assert worker.popen.poll() is None, worker.tail()
+            if not progress.ledger.incomplete({s.id for s in seeds}):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await progress.stop()
+    assert worker.stop() == 0
+
+    dead = list(progress.dead.values())
+    assert len(dead) == 8 and all("HTTP 401" in d.reason for d in dead)
+    assert all("Bearer ***" in d.reason for d in dead)  # the echo is there, redacted
+    log = worker.log_path.read_text()
+    assert "Bearer ***" in log  # the echoed headers reached the log, redacted
+    for secret in (STRONG_KEY, TARGET_KEY):
+        assert secret not in log
+        assert secret.encode() not in await raw_topics(settings)
+        assert all(secret not in d.model_dump_json() for d in dead)
