@@ -59,6 +59,7 @@ class PipelineRun:
     hwm_kb: int  # peak RSS of the worker processes (sum of VmHWM)
     records: int  # records the stages consumed (every record on an input topic)
     ready_s: float  # how long the workers took to join their groups
+    doubles_cpu_s: float = 0.0  # CPU the LLM doubles spent serving the run (not charged to the worker)
     double_final: dict[str, dict] = field(default_factory=dict)
     # (t, records each stage works on, summed over workers), from the workers' /metrics
     stage_in_flight: list[tuple[float, dict[str, float]]] = field(default_factory=list)
@@ -86,6 +87,7 @@ async def run_pipeline(
     stage_in_flight: list[tuple[float, dict[str, float]]] = []
     hwm = [0]
     start = time.monotonic()
+    doubles_cpu = -sum(procfs.usage(d.pid).cpu_s for d in doubles.values())
 
     def on_record(topic: str, record: Record) -> None:
         ledger.add(topic, record)
@@ -116,6 +118,7 @@ async def run_pipeline(
         elapsed = time.monotonic() - start
         samples.append(await _take_sample(session, doubles, workers, start, hwm))
         final = {name: await double_stats(session, d) for name, d in doubles.items()}
+    doubles_cpu += sum(procfs.usage(d.pid).cpu_s for d in doubles.values())
     accounts = [ledger.account(s) for s in wanted]
     return PipelineRun(
         seeds=len(seeds),
@@ -130,6 +133,7 @@ async def run_pipeline(
         hwm_kb=hwm[0],
         records=await records_on(settings, sorted({n for inputs in STAGE_INPUTS.values() for n in inputs})),
         ready_s=ready_s,
+        doubles_cpu_s=doubles_cpu,
         double_final=final,
         stage_in_flight=stage_in_flight,
     )

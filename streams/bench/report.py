@@ -41,6 +41,7 @@ class PipelineFigures:
     latency_p95_s: float
     cpu_per_1k_calls: float
     cpu_per_1k_calls_steady: float
+    doubles_cpu_per_1k_calls: float  # the LLM doubles' own CPU, for the machine's budget
     rss_warm_mb: float
     rss_mid_mb: float  # at half of the strong calls: a leak keeps growing, a warm-up flattens
     rss_end_mb: float
@@ -92,6 +93,7 @@ def summarise(run: PipelineRun, m: int, latency_s: float) -> PipelineFigures:
         latency_p95_s=f.percentile(run.latencies_s, 95),
         cpu_per_1k_calls=1000 * cpu / calls if calls else math.nan,
         cpu_per_1k_calls_steady=1000 * steady_cpu / steady_calls if steady_calls else math.nan,
+        doubles_cpu_per_1k_calls=1000 * run.doubles_cpu_s / calls if calls else math.nan,
         rss_warm_mb=f.value_at(s, lambda x: x.rss_kb, steady[0]) / 1024,
         rss_mid_mb=f.value_at(s, lambda x: x.rss_kb, f.crossing(s, f.strong, f.strong(s[-1]) / 2)) / 1024,
         rss_end_mb=s[-1].rss_kb / 1024,
@@ -169,6 +171,7 @@ WHOLE_HEADERS = (
     "efficiency",
     "calls/s (all)",
     "CPU s/1k calls",
+    "doubles' CPU s/1k",
     "run s",
     "steady window s",
 )
@@ -176,7 +179,8 @@ WHOLE_HEADERS = (
 
 def whole_rows(runs: Sequence[PipelineFigures]) -> list[list[object]]:
     return [
-        [r.m, r.workers, r.strong_rate_whole, r.efficiency_whole, r.all_rate_whole, r.cpu_per_1k_calls, r.elapsed_s,
+        [r.m, r.workers, r.strong_rate_whole, r.efficiency_whole, r.all_rate_whole, r.cpu_per_1k_calls,
+         r.doubles_cpu_per_1k_calls, r.elapsed_s,
          f"{r.steady_s[0]:.1f}-{r.steady_s[1]:.1f}"]
         for r in runs
     ]  # fmt: skip
