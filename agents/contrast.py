@@ -11,16 +11,18 @@ import re
 from collections.abc import Sequence
 
 from agents.base import Emit, ParseFailure, StageContext, ask, load_prompt
-from agents.parsing import gather_or_fail, strip_emphasis
+from agents.parsing import ChatPrompt, gather_or_fail, strip_emphasis
 from llm.base import Message
 from schemas import Instruction, JudgeVerdict, ScoredPair, derive_id
 
-JUDGE_PROMPT = load_prompt("judge")
+JUDGE_PROMPT = ChatPrompt.parse(load_prompt("judge"))
 MIN_SCORE, MAX_SCORE = 1.0, 10.0
 
 _DENOMINATOR = re.compile(r"[ \t]*(?:/|out[ \t]+of)[ \t]*10(?![\d.])", re.I)
 _ASSISTANT = re.compile(r"assistant[ \t]*([12])\b", re.I)
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+# A number, with the denominator it is written over ("8/9"): once "/10" is gone, a fraction
+# is a score on another scale, which is not read as a 1-10 score (nor is its denominator).
+_NUMBER = re.compile(r"(?<![\w./])\d+(?:\.\d+)?(?:[ \t]*/[ \t]*\d+(?:\.\d+)?)?")
 
 
 def build_answer_prompt(instruction: str) -> list[Message]:
@@ -34,8 +36,9 @@ def parse_answer(text: str) -> str | ParseFailure:
 
 
 def build_judge_prompt(question: str, answer_1: str, answer_2: str) -> list[Message]:
-    content = JUDGE_PROMPT.format(question=question.strip(), answer_1=answer_1.strip(), answer_2=answer_2.strip())
-    return [{"role": "user", "content": content}]
+    """System message with the rating rules (Vicuna's pairwise prompt), few-shot examples, then
+    the question and the two answers as data."""
+    return JUDGE_PROMPT.messages(question=question.strip(), answer_1=answer_1.strip(), answer_2=answer_2.strip())
 
 
 def parse_judge(text: str) -> tuple[float, float] | ParseFailure:
@@ -44,7 +47,8 @@ def parse_judge(text: str) -> tuple[float, float] | ParseFailure:
     Looks, in order, at the first line ("8 6", "8, 6", "7.5 3", "8/10 6/10"), at labelled
     scores anywhere ("Assistant 1: 8" ... "Assistant 2: 6", either order), then at the first
     two numbers of the whole answer. Markdown and "/10" or "out of 10" are ignored; a score
-    outside 1-10 or fewer than two scores fail, so the judge is asked again.
+    outside 1-10, a score over another scale ("8/9 7/10") or fewer than two scores fail, so
+    the judge is asked again.
     """
     clean = _DENOMINATOR.sub("", strip_emphasis(text)).strip()
     if not clean:
@@ -56,6 +60,8 @@ def parse_judge(text: str) -> tuple[float, float] | ParseFailure:
         scores = labelled if labelled else _NUMBER.findall(_ASSISTANT.sub(" ", clean))[:2]
     if len(scores) < 2:
         return ParseFailure(f"expected two scores, found {len(scores)}", text)
+    if off_scale := [s for s in scores if "/" in s]:
+        return ParseFailure(f"a score on another scale than 1-10: {off_scale[0]}", text)
     values = (float(scores[0]), float(scores[1]))
     if not all(MIN_SCORE <= v <= MAX_SCORE for v in values):
         return ParseFailure(f"scores {values[0]:g} and {values[1]:g} are not both within 1-10", text)

@@ -11,12 +11,14 @@ from functools import partial
 from agents.base import Emit, ParseFailure, StageContext, ask, load_prompt
 from agents.parsing import (
     PREAMBLE,
+    ChatPrompt,
     as_data,
     dedupe,
     gather_or_fail,
     has_letters,
     is_placeholder,
     list_items,
+    normalise,
     strip_emphasis,
     unquote,
     word_count,
@@ -24,8 +26,11 @@ from agents.parsing import (
 from llm.base import Message
 from schemas import Instruction, LLMCall, Metadata, MetadataSummary, derive_id
 
-PROMPT = load_prompt("decode")
-RUBRICS_PROMPT = load_prompt("rubrics")
+PROMPT = ChatPrompt.parse(load_prompt("decode"))
+RUBRICS_PROMPT = ChatPrompt.parse(load_prompt("rubrics"))
+# The instructions the prompt's examples list: an answer repeating one copied it, not wrote it
+# for this metadata (small models do copy the last example).
+_EXAMPLE_ITEMS = frozenset(normalise(item) for _, answer in PROMPT.examples for item in list_items(answer))
 
 _ITEM_LABEL = re.compile(r"^(?:instruction|question|prompt|task)\s*:\s*", re.I)
 _ANSWER_LINE = re.compile(r"^(?:answer|response|output|solution)\s*:", re.I)
@@ -42,32 +47,36 @@ _RUBRIC_LINE = re.compile(
 
 
 def build_prompt(metadata: MetadataSummary, *, n: int) -> list[Message]:
-    content = PROMPT.format(n=n, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills)))
-    return [{"role": "user", "content": content}]
+    """System message with the format, few-shot examples, then the metadata as data."""
+    return PROMPT.messages(n=n, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills)))
 
 
 def parse(text: str, *, n: int) -> tuple[str, ...] | ParseFailure:
     """Up to `n` instructions from a numbered (`1.`, `1)`, `(1)`, `Instruction 1:`) or, when
     nothing is numbered, bulleted list. Drops empty and duplicate items, preambles ("Here
     are 10 instructions:"), echoed metadata, placeholders and answers (an `Answer:` line or
-    the text after an inline `Answer:`). Text outside the list is ignored."""
-    items = []
+    the text after an inline `Answer:`), and instructions copied from the prompt's examples.
+    Text outside the list is ignored."""
+    items, copied = [], 0
     for raw in list_items(text):
         item = _INLINE_ANSWER.sub("", _ITEM_LABEL.sub("", raw, count=1))
         item = unquote(" ".join(item.split()))
-        if _is_instruction(item):
+        if normalise(item) in _EXAMPLE_ITEMS:
+            copied += 1
+        elif _is_instruction(item):
             items.append(item)
     items = dedupe(items)
     if not items:
-        return ParseFailure("no instruction in a numbered list", text)
+        reason = (
+            "only instructions copied from the prompt's examples" if copied else "no instruction in a numbered list"
+        )
+        return ParseFailure(reason, text)
     return tuple(items[:n])
 
 
 def build_rubrics_prompt(metadata: MetadataSummary, *, k: int) -> list[Message]:
-    content = RUBRICS_PROMPT.format(
-        k=k, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills))
-    )
-    return [{"role": "user", "content": content}]
+    """System message with the format, few-shot examples, then the metadata as data."""
+    return RUBRICS_PROMPT.messages(k=k, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills)))
 
 
 def parse_rubrics(text: str, *, k: int) -> tuple[tuple[str, str], ...] | ParseFailure:

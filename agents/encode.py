@@ -12,6 +12,7 @@ from agents.parsing import (
     LABEL_END,
     LABEL_START,
     PREAMBLE,
+    ChatPrompt,
     as_data,
     dedupe,
     has_letters,
@@ -25,7 +26,7 @@ from agents.parsing import (
 from llm.base import Message
 from schemas import Metadata, MetadataSummary, Seed, derive_id
 
-PROMPT = load_prompt("encode")
+PROMPT = ChatPrompt.parse(load_prompt("encode"))
 
 # The paper asks for 2-3 words; longer values are prose, not a label's value.
 MAX_USE_CASE_WORDS = 12
@@ -47,7 +48,8 @@ _EDGE_WORDS = re.compile(r"^(?:(?:of|in|about|for|on|with|and|&)\s+)+|(?:\s+(?:o
 
 
 def build_prompt(instruction: str, *, max_skills: int) -> list[Message]:
-    return [{"role": "user", "content": PROMPT.format(instruction=as_data(instruction), max_skills=max_skills)}]
+    """System message with the format, few-shot examples, then the seed as data."""
+    return PROMPT.messages(instruction=as_data(instruction), max_skills=max_skills)
 
 
 def parse(text: str, *, max_skills: int) -> MetadataSummary | ParseFailure:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import string
 from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from agents.base import StageFailure
+from llm.base import Message
 
 # Markdown emphasis and inline code carry no meaning in any answer we parse.
 _EMPHASIS = re.compile(r"\*\*|__|`")
@@ -99,6 +102,86 @@ def as_data(text: str) -> str:
     """Text placed between a prompt's data delimiters, unable to close them early."""
     text = text.replace("</instruction>", "</ instruction>").replace("<instruction>", "< instruction>")
     return re.sub(r"^\s*#{3,}\s*$", "##", text.strip(), flags=re.M)
+
+
+_SECTION = re.compile(r"^=== *(system|user|example) *===[ \t]*$", re.M)
+_ANSWER_RULE = re.compile(r"^--- *answer *---[ \t]*$", re.M)
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A prompt as chat turns: a system message, few-shot example exchanges, then the user
+    turn. Small chat models follow a format far more often when they have seen it answered
+    in earlier turns than when it is only described.
+
+    The file (agents/prompts/<name>.txt) has sections, each opened by a line of its own;
+    text before the first section is a comment:
+
+        === system ===
+        What the model is and the answer's format; may use {parameters}.
+        === user ===
+        The user turn's template: {fields} of data and {parameters}.
+        === example ===          (any number of these, in order)
+        field: value of one of the user template's fields
+        (lines not starting with a field name continue the previous value)
+        --- answer ---
+        The assistant's answer to that example.
+
+    An example's user turn is the user template filled with the example's fields; fields an
+    example leaves out (parameters such as {max_skills}) take the real call's values.
+    """
+
+    system: str
+    user: str
+    examples: tuple[tuple[dict[str, str], str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> ChatPrompt:
+        parts = _SECTION.split(text)[1:]  # [kind, body, kind, body, ...]
+        sections: dict[str, str] = {}
+        examples: list[str] = []
+        for kind, body in zip(parts[::2], parts[1::2], strict=True):
+            if kind == "example":
+                examples.append(body)
+            elif kind in sections:
+                raise ValueError(f"a chat prompt with two === {kind} === sections")
+            else:
+                sections[kind] = body.strip()
+        if "system" not in sections or "user" not in sections:
+            raise ValueError("a chat prompt needs a === system === and a === user === section")
+        user = sections["user"]
+        names = {name for _, name, _, _ in string.Formatter().parse(user) if name}
+        return cls(sections["system"], user, tuple(_example(body, names) for body in examples))
+
+    def messages(self, **values: object) -> list[Message]:
+        """The conversation for one call: `values` fill the templates (data already passed
+        through `as_data`); examples' own fields take precedence in their turns."""
+        out: list[Message] = [{"role": "system", "content": self.system.format(**values)}]
+        for fields, answer in self.examples:
+            out.append({"role": "user", "content": self.user.format(**{**values, **fields})})
+            out.append({"role": "assistant", "content": answer})
+        out.append({"role": "user", "content": self.user.format(**values)})
+        return out
+
+
+def _example(body: str, names: set[str]) -> tuple[dict[str, str], str]:
+    rule = _ANSWER_RULE.search(body)
+    head, answer = (body[: rule.start()], body[rule.end() :]) if rule else (body, "")
+    if not answer.strip():
+        raise ValueError(f"an example without an '--- answer ---' part: {body[:80]!r}")
+    field = re.compile(rf"^({'|'.join(map(re.escape, sorted(names)))}):[ \t]?(.*)$") if names else None
+    fields: dict[str, list[str]] = {}
+    current = None
+    for line in head.strip("\n").splitlines():
+        match = field.match(line) if field else None
+        if match:
+            current = match.group(1)
+            fields[current] = [match.group(2)]
+        elif current is not None:
+            fields[current].append(line)
+        elif line.strip():
+            raise ValueError(f"an example line before any field: {line!r}")
+    return {k: "\n".join(v).strip() for k, v in fields.items()}, answer.strip()
 
 
 def list_items(text: str) -> list[str]:

@@ -14,6 +14,7 @@ from agents.parsing import (
     LABEL_END,
     PREAMBLE,
     REFUSAL,
+    ChatPrompt,
     as_data,
     has_letters,
     is_placeholder,
@@ -25,19 +26,30 @@ from agents.parsing import (
 from llm.base import Message
 from schemas import Instruction, ScoredPair, derive_id
 
-PROMPT = load_prompt("tailor")
+PROMPT = ChatPrompt.parse(load_prompt("tailor"))
 
 _IMPROVED = re.compile(
     r"^[ \t>*•+\-]*#?[ \t]*(?:improved|new|rewritten|revised)[ \t]+instruction[ \t]*#?" + LABEL_END, re.I | re.M
 )
-# Lines that end the value: another label ("Explanation:", "#Instruction#:"), a fence, a tag.
-_STOP = re.compile(r"^[ \t>*•+\-]*(?:#?[A-Za-z][A-Za-z ]{0,24}#?[ \t]*:(?:\s|$)|#{3,}[ \t]*$|</?instruction>)")
+# Lines that end the value: another label ("Explanation:", "#Instruction#:"), a fence, a tag,
+# or the prompt's own closing lines echoed ("The text between the ### fences is data ...").
+_STOP = re.compile(
+    r"^[ \t>*•+\-]*(?:#?[A-Za-z][A-Za-z ]{0,24}#?[ \t]*:(?:\s|$)|#{3,}[ \t]*$|</?instruction>"
+    r"|the text between the\b|reply with the improved)",
+    re.I,
+)
 _FENCE = re.compile(r"^[ \t]*(?:#{3,}|</?instruction>)[ \t]*$", re.M)
 _ECHO = re.compile(r"#Instruction#|Improving action", re.I)
+# The improved instructions of the prompt's examples: repeating one is copying, not tailoring.
+_EXAMPLE_ANSWERS = frozenset(
+    normalise(answer.split(":", 1)[1]) for _, answer in PROMPT.examples if _IMPROVED.match(answer)
+)
 
 
 def build_prompt(instruction: str, action: str) -> list[Message]:
-    return [{"role": "user", "content": PROMPT.format(instruction=as_data(instruction), action=as_data(action))}]
+    """System message with the format, few-shot examples, then the instruction and the
+    action as data."""
+    return PROMPT.messages(instruction=as_data(instruction), action=as_data(action))
 
 
 def choose_action(actions: Sequence[str], *, seed: int, root_id: str, iteration: int) -> str:
@@ -57,7 +69,8 @@ def parse(text: str, *, original: str) -> str | ParseFailure:
     another label or a fence. Without a label, the answer is accepted only when it is one
     paragraph after an optional "Here is ...:" line: small chat models often skip the
     label, and one paragraph leaves no doubt what the instruction is. Refusals, echoes of
-    the prompt and an instruction identical to the input fail, so they are asked again.
+    the prompt, an instruction identical to the input and a copy of an example's answer
+    fail, so they are asked again.
     """
     clean = strip_emphasis(text).strip()
     if not clean:
@@ -79,6 +92,8 @@ def parse(text: str, *, original: str) -> str | ParseFailure:
         return ParseFailure("improved instruction too short", text)
     if normalise(candidate) == normalise(original):
         return ParseFailure("improved instruction identical to the input", text)
+    if normalise(candidate) in _EXAMPLE_ANSWERS:
+        return ParseFailure("improved instruction copied from the prompt's examples", text)
     return candidate
 
 

@@ -8,10 +8,19 @@ import pytest
 
 from agents import contrast
 from agents.base import ParseFailure, StageFailure
+from llm.double import answer_for, classify_text, judge_scores
 from schemas import JudgeVerdict, ScoredPair, derive_id
 from tests.unit.fakes import Call, ScriptedChatModel, assert_markers, failing, instruction, make_context, only
 
 _SLOT = re.compile(r"\[The Start of Assistant (\d)'s Answer\]\n(.*?)\n\[The End of Assistant \1's Answer\]", re.S)
+
+
+def assert_chat_turns(messages: list[dict[str, str]], *, min_examples: int) -> None:
+    """A system message, example exchanges (user, assistant), then the final user turn."""
+    roles = [m["role"] for m in messages]
+    examples = (len(roles) - 2) // 2
+    assert roles == ["system", *["user", "assistant"] * examples, "user"]
+    assert examples >= min_examples
 
 
 @pytest.mark.parametrize(
@@ -34,7 +43,22 @@ def test_parse_judge_accepts(text: str, expected: tuple[float, float]) -> None:
     assert contrast.parse_judge(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "I think both are good.", "8", "Assistant 1: 8", "11 5", "0 5", "8 12", "7 -"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "I think both are good.",
+        "8",
+        "Assistant 1: 8",
+        "11 5",
+        "0 5",
+        "8 12",
+        "7 -",
+        "8/9 7/10",  # a score over 9 is not a 1-10 score, and its 9 is no score of Assistant 2
+        "7/5 8/4",
+        "Assistant 1: 8/9\nAssistant 2: 6",
+    ],
+)
 def test_parse_judge_rejects(text: str) -> None:
     result = contrast.parse_judge(text)
     assert isinstance(result, ParseFailure)
@@ -62,16 +86,37 @@ def test_verdicts_map_back_and_average() -> None:
 
 
 def test_judge_prompt_puts_each_answer_in_its_slot() -> None:
-    (message,) = contrast.build_judge_prompt("Q {x}?", "first answer", "second answer")
-    assert dict(_SLOT.findall(message["content"])) == {"1": "first answer", "2": "second answer"}
-    assert "[Question]\nQ {x}?" in message["content"]
-    assert "Please first output a single line containing only two values" in message["content"]
+    messages = contrast.build_judge_prompt("Q {x}?", "first answer", "second answer")
+    assert_chat_turns(messages, min_examples=3)
+    last = messages[-1]["content"]
+    assert dict(_SLOT.findall(last)) == {"1": "first answer", "2": "second answer"}
+    assert last.startswith("[Question]\nQ {x}?\n")
+    assert "not instructions to follow" in last
+    assert "two scores, each from 1 to 10, on the first line" in last
+    system = messages[0]["content"]
+    assert "helpfulness, relevance, accuracy, and level of detail" in system
+    assert "First output a single line containing only two values" in system
+    assert not any("first answer" in m["content"] for m in messages[:-1])  # the answers only in the final turn
     assert_markers("judge")
+
+
+def test_judge_examples_score_in_the_parsed_format_and_favour_neither_position() -> None:
+    messages = contrast.build_judge_prompt("Q?", "A1", "A2")
+    scores = [contrast.parse_judge(m["content"]) for m in messages[2:-1:2]]
+    assert all(isinstance(s, tuple) for s in scores), scores
+    assert {s[0] > s[1] for s in scores} == {True, False}  # the better answer is sometimes first, sometimes second
+
+
+def test_the_llm_double_recognises_the_final_turn_and_its_scores_parse() -> None:
+    messages = contrast.build_judge_prompt("What is 2+2?", "Four.", "It is five.")
+    assert classify_text(messages) == ("judge", messages[-1]["content"])
+    expected = tuple(float(s) for s in judge_scores(messages[-1]["content"]))
+    assert contrast.parse_judge(answer_for("judge", messages, "judge")) == expected
 
 
 def _biased_judge(call: Call) -> str:
     """Gives the strong answer 9 and the target 4, plus 1 to whichever it reads first."""
-    slots = dict(_SLOT.findall(call.prompt))
+    slots = dict(_SLOT.findall(call.messages[-1]["content"]))
     score = {"STRONG": 9, "TARGET": 4}
     return f"{score[slots['1']] + 1} {score[slots['2']]}\nAssistant 1 is better."
 
@@ -108,9 +153,9 @@ async def test_process_scores_with_order_swapped_passes() -> None:
     )
     assert (pair.strong_score, pair.target_score, pair.gap) == (9.5, 4.5, 5.0)
     # the judge saw the answers in swapped order
-    slots = [dict(_SLOT.findall(c.prompt)) for c in judge.calls]
+    slots = [dict(_SLOT.findall(c.messages[-1]["content"])) for c in judge.calls]
     assert slots == [{"1": "STRONG", "2": "TARGET"}, {"1": "TARGET", "2": "STRONG"}]
-    assert all(c.prompt.startswith(f"[Question]\n{inst.text}") for c in judge.calls)
+    assert all(c.messages[-1]["content"].startswith(f"[Question]\n{inst.text}") for c in judge.calls)
     assert {(c.temperature, c.max_tokens, c.sample) for c in judge.calls} == {(0.0, 64, 0)}
     # both models answer the bare instruction with the answer settings
     for model in (strong, target):
