@@ -88,7 +88,8 @@ def parse_chat_response(body: Any, *, latency_s: float, attempts: int, fallback_
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
         raise MalformedResponseError("choices[0].message.content is missing")
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    raw_usage = body.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     model = body.get("model")
     finish_reason = choice.get("finish_reason")
     return Completion(

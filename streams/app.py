@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal, cast
 
 import aiohttp
 import faust
@@ -49,13 +50,14 @@ CACHE_FILE = "llm-cache.sqlite"  # in the worker's data directory
 
 Process = Callable[[Record, StageContext], Awaitable[list[Emit]]]
 
+# Each stage takes its own record type; the runner decodes exactly that type for it.
 STAGE_PROCESS: dict[str, Process] = {
-    "encode": encode.process,
-    "decode": decode.process,
-    "contrast": contrast.process,
-    "filter": filter_stage.process,
-    "tailor": tailor.process,
-}  # type: ignore[dict-item]
+    "encode": cast(Process, encode.process),
+    "decode": cast(Process, decode.process),
+    "contrast": cast(Process, contrast.process),
+    "filter": cast(Process, filter_stage.process),
+    "tailor": cast(Process, tailor.process),
+}
 
 
 class LLMResources(mode.Service):
@@ -74,7 +76,8 @@ class LLMResources(mode.Service):
 
     async def on_start(self) -> None:
         self.session = open_session(self.settings)
-        strong, target, judge = build_clients(self.settings, self.session)
+        clients: tuple[ChatModel, ChatModel, ChatModel] = build_clients(self.settings, self.session)
+        strong, target, judge = clients
         if getattr(self.settings.worker, "llm_cache", True):
             self.cache = AnswerCache(self.settings.worker.data_dir / CACHE_FILE)
             await self.cache.open()
@@ -92,13 +95,14 @@ class LLMResources(mode.Service):
         """The first step of stopping (SIGTERM, Ctrl-C): every stage stops taking records, its
         work in flight gets `shutdown_timeout_s` to finish and is committed; what is still
         unfinished then is cancelled, stays uncommitted, and is read again after a restart."""
-        runners = [r for r in self.runners if r.window is not None]
+        windows = {r: r.window for r in self.runners if r.window is not None}
+        runners = list(windows)
         timeout = self.settings.worker.shutdown_timeout_s
-        in_flight = sum(r.window.in_flight for r in runners)
+        in_flight = sum(w.in_flight for w in windows.values())
         log.info("stopping: %d records in flight get up to %.0fs to finish", in_flight, timeout)
         for runner in runners:
             runner.stop_intake()
-        finished = await asyncio.gather(*(r.window.drain(timeout) for r in runners))
+        finished = await asyncio.gather(*(w.drain(timeout) for w in windows.values()))
         for runner in runners:
             await runner.commit()
         unfinished = [r.stage for r, done in zip(runners, finished, strict=True) if not done]
@@ -176,14 +180,14 @@ class StageRunner:
             # A bug or an input no stage foresaw: the record is kept as a dead letter (it can
             # be replayed after a fix) instead of stalling its partition's acks for good.
             log.exception("%s: unexpected error on %s", self.stage, record.id)
-            failure = StageFailure(f"unexpected error: {type(exc).__name__}: {exc}", type(exc).__name__)
-            emits = [self._dead_letter(record, message, failure)]
+            unexpected = StageFailure(f"unexpected error: {type(exc).__name__}: {exc}", type(exc).__name__)
+            emits = [self._dead_letter(record, message, unexpected)]
         try:
             await self.send(emits)
         except (RecordTooLargeError, MessageSizeTooLargeError) as exc:
             # An output the broker will never take: record why, with the input, and go on.
-            failure = StageFailure(f"output too large for the broker: {exc}", type(exc).__name__)
-            emits = [self._dead_letter(record, message, failure)]
+            too_large = StageFailure(f"output too large for the broker: {exc}", type(exc).__name__)
+            emits = [self._dead_letter(record, message, too_large)]
             await self.send(emits)
         outcome = "dead_lettered" if any(e.topic == "deadletter" for e in emits) else "processed"
         metrics.RECORDS.labels(self.stage, outcome).inc()
@@ -270,16 +274,15 @@ class StageRunner:
         )
 
 
-def kept_original(raw: bytes | None) -> tuple[str, str, str]:
+def kept_original(raw: bytes | None) -> tuple[str, Literal["utf-8", "base64"], str]:
     """(text, encoding, note) of the original bytes for a dead letter. Beyond
     MAX_ORIGINAL_BYTES only the head is kept, so the dead letter itself stays far below the
     broker's message size limit; the note (appended to the reason) says so, and such a dead
     letter cannot be replayed."""
-    if raw is not None and len(raw) > MAX_ORIGINAL_BYTES:
-        text, encoding = original_payload(raw[:MAX_ORIGINAL_BYTES])
-        return text, encoding, f" {ORIGINAL_CUT_NOTE.format(kept=MAX_ORIGINAL_BYTES, size=len(raw))}"
-    text, encoding = original_payload(raw)
-    return text, encoding, ""
+    cut = raw is not None and len(raw) > MAX_ORIGINAL_BYTES
+    text, encoding = original_payload(raw[:MAX_ORIGINAL_BYTES] if raw is not None else None)
+    note = f" {ORIGINAL_CUT_NOTE.format(kept=MAX_ORIGINAL_BYTES, size=len(raw))}" if cut and raw is not None else ""
+    return text, "base64" if encoding == "base64" else "utf-8", note
 
 
 class StageWorker(faust.Worker):
@@ -321,7 +324,7 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
     )
 
     async def run_stage(stream: faust.StreamT) -> None:
-        manual = stream.noack()
+        manual = stream.noack()  # type: ignore[attr-defined]
         gate = AckGate(app.consumer)  # only acks the window releases reach the consumer
 
         async def release(event: EventT) -> None:
@@ -340,7 +343,7 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
 
     app.agent(inputs, name=f"{stage}")(run_stage)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(app_, revoked, **kwargs) -> None:
         if runner.window is not None:
             runner.window.forget(set(revoked))

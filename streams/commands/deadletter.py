@@ -91,10 +91,14 @@ async def _replay(settings, args: argparse.Namespace, chosen, missing: set[str])
     for dead_id in sorted(missing):
         print(f"codeclm deadletter: no dead letter {dead_id}", file=sys.stderr)
     now = dl.now()
-    plans, refused = [], []
+    plans: list[tuple[dl.DeadLetter, dl.Replay]] = []
+    refused: list[tuple[dl.DeadLetter, str]] = []
     for letter in chosen:
         plan = dl.replay_of(letter, now)
-        (refused if isinstance(plan, str) else plans).append((letter, plan))
+        if isinstance(plan, str):
+            refused.append((letter, plan))
+        else:
+            plans.append((letter, plan))
     for letter, why in refused:
         print(f"cannot replay {letter.id}: {why}", file=sys.stderr)
     if args.dry_run:
