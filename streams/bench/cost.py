@@ -5,9 +5,10 @@ the LLM doubles counted."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas import AcceptedPair, Instruction, LLMCall, Metadata, ScoredPair
+from schemas import AcceptedPair, Instruction, LLMCall, Metadata, Record, ScoredPair
 from streams.reader import read_records
 from streams.settings import Settings
 
@@ -44,14 +45,14 @@ class Cost:
         return sum(r.prompt_tokens + r.completion_tokens for r in self.rows)
 
 
-def tally(records: list[tuple[str, object]]) -> tuple[dict[tuple[str, int | None], list[LLMCall]], int, int]:
+def tally(records: Sequence[tuple[str, Record]]) -> tuple[dict[tuple[str, int | None], list[LLMCall]], int, int]:
     """Pure: the calls of each (stage, iteration), the accepted pairs and the metadata records.
     Records are de-duplicated by id (delivery is at-least-once)."""
     seen: set[tuple[str, str]] = set()
     calls: dict[tuple[str, int | None], list[LLMCall]] = defaultdict(list)
     accepted = metadata = 0
     for topic, record in records:
-        key = (topic, record.id)  # type: ignore[attr-defined]
+        key = (topic, record.id)
         if key in seen:
             continue
         seen.add(key)
@@ -83,7 +84,7 @@ ORDER = (
 )
 
 
-def cost_of(records: list[tuple[str, object]], double_stats: dict[str, dict]) -> Cost:
+def cost_of(records: Sequence[tuple[str, Record]], double_stats: dict[str, dict]) -> Cost:
     calls, accepted, metadata = tally(records)
     keys = sorted(calls, key=lambda k: (k[1] or 0, ORDER.index(k[0]) if k[0] in ORDER else len(ORDER), k[0]))
     rows = tuple(

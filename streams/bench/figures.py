@@ -108,6 +108,10 @@ def bound(max_in_flight: int, latency_s: float) -> float:
     return max_in_flight / latency_s if latency_s > 0 else math.inf
 
 
+def calls_of(kind: str) -> Series:
+    return lambda s: s.by_kind.get(kind, 0)
+
+
 def timeline(samples: Sequence[Sample], kinds: Sequence[str], rows: int) -> list[tuple[float, dict[str, float]]]:
     """About `rows` equal time buckets over the run: (bucket start, calls started per second by
     kind in that bucket). Kinds busy in the same bucket were in flight at once."""
@@ -118,6 +122,6 @@ def timeline(samples: Sequence[Sample], kinds: Sequence[str], rows: int) -> list
     buckets = []
     for i in range(rows):
         lo, hi = start + i * width, start + (i + 1) * width
-        rates = {kind: rate(samples, lambda s, k=kind: s.by_kind.get(k, 0), lo, hi) for kind in kinds}
+        rates = {kind: rate(samples, calls_of(kind), lo, hi) for kind in kinds}
         buckets.append((lo, rates))
     return buckets

@@ -97,7 +97,7 @@ async def run_pipeline(
     def done() -> bool:
         for worker in workers:
             if worker.poll() is not None:
-                raise RuntimeError(f"worker {worker.pid} exited with {worker.returncode} during the run")
+                raise RuntimeError(f"worker {worker.pid} exited with {worker.process.returncode}; see {worker.log}")
         return len(fed_at) == len(seeds) and not ledger.incomplete(wanted)
 
     async with aiohttp.ClientSession() as session:

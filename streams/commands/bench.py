@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.bench.run import run as run_bench
 
     fields = set(Options.__dataclass_fields__)
-    given = {
+    given: dict[str, Any] = {
         k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in fields and v is not None
     }
     opts = Options.quick(**given) if args.quick else Options(**given)
