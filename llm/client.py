@@ -185,9 +185,7 @@ class OpenAIChatClient:
         self._key = SecretStr(key) if key else None
         self._limit = AdaptiveLimit(endpoint.max_in_flight)
         self._outage = Outage()
-        self._pause_when_down = (
-            getattr(endpoint, "pause_when_down", True) if pause_when_down is None else pause_when_down
-        )
+        self._pause_when_down = endpoint.pause_when_down if pause_when_down is None else pause_when_down
         self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
         self._rng = rng or random.Random()

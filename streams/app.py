@@ -41,9 +41,6 @@ log = logging.getLogger("codeclm.worker")
 SEND_RETRY_MAX_S = 5.0  # cap of the wait between sends while the broker is unreachable
 MAX_ORIGINAL_BYTES = 256 * 1024  # of a dead letter's original record (Kafka's default limit is 1 MB)
 ORIGINAL_CUT_NOTE = "[original cut to its first {kept} of {size} bytes]"
-# A crashed worker's partitions wait for its group session to expire before anyone takes them
-# over; faust's default (60 s) would stall a stage for a minute after every crash.
-SESSION_TIMEOUT_S = 10.0
 # Commits are cheap; what a crash replays is what was done since the last one.
 COMMIT_INTERVAL_S = 1.0
 CACHE_FILE = "llm-cache.sqlite"  # in the worker's data directory
@@ -78,7 +75,7 @@ class LLMResources(mode.Service):
         self.session = open_session(self.settings)
         clients: tuple[ChatModel, ChatModel, ChatModel] = build_clients(self.settings, self.session)
         strong, target, judge = clients
-        if getattr(self.settings.worker, "llm_cache", True):
+        if self.settings.worker.llm_cache:
             self.cache = AnswerCache(self.settings.worker.data_dir / CACHE_FILE)
             await self.cache.open()
             strong, target, judge = cached_clients(self.settings, self.cache, strong, target, judge)
@@ -311,8 +308,8 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         web_enabled=False,
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, settings.worker.in_flight_per_stage * 2),
-        broker_session_timeout=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S),
-        broker_heartbeat_interval=getattr(settings.worker, "session_timeout_s", SESSION_TIMEOUT_S) / 5,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=settings.worker.session_timeout_s / 5,
         broker_commit_interval=COMMIT_INTERVAL_S,
         # faust would wait, without a bound, for every message in flight to be acked before a
         # rebalance or a stop; StageWorker bounds that itself (LLMResources.drain_stages).

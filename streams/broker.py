@@ -81,6 +81,8 @@ def free_port() -> int:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
+        # A killed broker leaves its ports in TIME_WAIT; Kafka itself binds with SO_REUSEADDR.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -319,10 +321,14 @@ class EmbeddedBroker:
 
 
 def _cluster_id() -> str:
-    # Kafka wants 16 random bytes, base64url without padding (22 characters).
+    # Kafka wants 16 random bytes, base64url without padding (22 characters). One starting
+    # with "-" would be read as an option by the storage tool, so draw again.
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 async def broker_answers(bootstrap: str) -> bool:

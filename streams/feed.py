@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
 from schemas import Seed, seed_id_for
 from schemas.codec import encode
@@ -71,7 +72,11 @@ def seed_or_bad(text: Any, number: int, source: str, raw: str, field: str) -> It
         return BadLine(number, "empty text", raw, "EmptyText")
     if not valid_utf8(text):
         return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
-    return seed_from_text(text, f"{source}:{number}")
+    try:
+        return seed_from_text(text, f"{source}:{number}")
+    except ValidationError as exc:  # too long, control characters: the Seed model's rules
+        reasons = "; ".join(e["msg"] for e in exc.errors())
+        return BadLine(number, f"not a valid seed: {reasons}", raw, "ValidationError")
 
 
 def valid_utf8(text: str) -> bool:

@@ -45,6 +45,9 @@ class EndpointSettings(BaseModel):
     max_retries: int = Field(default=6, ge=0)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
+    pause_when_down: bool = Field(
+        default=True, description="when the endpoint stops answering, wait for it instead of dead-lettering"
+    )
     send_seed: bool = Field(
         default=False, description="send the sample index as `seed` so sampling repeats (llama.cpp, vLLM, OpenAI)"
     )
@@ -94,6 +97,14 @@ class WorkerSettings(BaseModel):
         default=0, ge=0, le=65535, description="0 picks a free port (logged, and kept in <data_dir>/http-url)"
     )
     http_token: SecretStr | None = Field(default=None, description="bearer token for /metrics and /lag")
+    llm_cache: bool = Field(
+        default=True, description="keep LLM answers (SQLite in data_dir) so replays after a crash do not pay again"
+    )
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=6,
+        description="Kafka group session timeout: a dead worker's partitions move after it (faust's 60 s default stalls a stage after every crash)",
+    )
 
     @field_validator("log_level")
     @classmethod

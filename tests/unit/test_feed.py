@@ -202,3 +202,15 @@ def test_rate_limit_spaces_sends_evenly_and_saves_no_burst_while_idle():
     now[0] = 110.0  # idle for a while
     assert [limit.delay() for _ in range(2)] == [0.0, 0.25]
     assert RateLimit(None).delay() == 0.0
+
+
+def test_lines_the_seed_model_refuses_are_bad_lines_not_crashes(tmp_path):
+    from streams.feed import BadLine, read_seeds
+
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "' + "x" * 30_000 + '"}\n{"text": "ring \\u0007 bell"}\n')
+    items = list(read_seeds(path))
+    assert [type(i).__name__ for i in items] == ["Seed", "BadLine", "BadLine"]
+    assert items[1].line == 2 and "at most 20000 characters" in items[1].reason
+    assert items[2].line == 3 and "control character" in items[2].reason
+    assert all(isinstance(i, BadLine) and i.error_class == "ValidationError" for i in items[1:])
