@@ -307,6 +307,8 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         producer_acks=-1,
+        # Batch sends for 10 ms: less CPU per record; a commit still waits for the broker's ack.
+        producer_linger=0.01,
         stream_buffer_maxsize=max(4096, settings.worker.in_flight_per_stage * 2),
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=settings.worker.session_timeout_s / 5,

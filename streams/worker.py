@@ -29,7 +29,11 @@ def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> fa
     # /healthz, /metrics, /lag: up before the stages start, down after they stop.
     http = [WorkerHTTP(settings, stages)] if settings.worker.http_enabled else []
     # Dependencies start in order and stop in reverse: the LLM session outlives the stages.
-    return StageWorker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+    worker = StageWorker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+    # At log level warn and above faust's terminal spinner turns the root logger to DEBUG, and
+    # every debug call on the send path then builds a record (~10% of a stage's CPU).
+    worker.spinner = None
+    return worker
 
 
 def run_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> None:
