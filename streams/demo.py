@@ -28,10 +28,10 @@ from streams.settings import Settings, overlay, settings_env
 
 # A 135M model on two CPU cores answers ~130 tokens/s, one request at a time.
 DEMO_PIPELINE = {
-    "instructions_per_metadata": 2,
+    "instructions_per_metadata": 1,
     "max_iterations": 2,
-    "max_tokens": 160,
-    "answer_max_tokens": 160,
+    "max_tokens": 128,
+    "answer_max_tokens": 96,
     "judge_max_tokens": 24,
     "parse_attempts": 2,
 }
@@ -79,6 +79,8 @@ def stop_process(name: str, process: subprocess.Popen, timeout: float = 30.0) ->
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # SIGTERM unwinds like Ctrl-C, so the worker, the model servers and the broker are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     settings, chosen = demo_settings(args)
     work = cache_dir() / "demo"
@@ -141,13 +143,19 @@ def start_llm(args: argparse.Namespace, settings: Settings, children: Children, 
         )
     from llm.local import MODEL_ALIAS, LocalModelServer
 
-    print("2/4 starting the local model (SmolLM2-135M-Instruct on llama.cpp, CPU) for both roles ...")
-    server = LocalModelServer()
-    url = server.start()
-    children.stack.callback(server.stop)
-    # One small model plays both roles here; the point is the pipeline, not the data quality.
-    endpoint = {"base_url": url, "model": MODEL_ALIAS, "max_in_flight": 2, "timeout_s": 300, "send_seed": True}
-    return overlay(settings, {"strong": endpoint, "target": endpoint})
+    print(
+        "2/4 starting the local model (SmolLM2-135M-Instruct on llama.cpp, CPU) for the strong, target and judge roles ..."
+    )
+    # One small model plays every role here; the point is the pipeline, not the data quality.
+    # A server per role: each answers one request at a time, so two run at once on two cores,
+    # and each keeps the prompt prefixes of its own role cached.
+    roles = {}
+    for role in ("strong", "target", "judge"):
+        server = LocalModelServer(n_threads=1, log_path=work / f"llm-{role}.log", prompt_cache=role == "strong")
+        url = server.start()
+        children.stack.callback(server.stop)
+        roles[role] = {"base_url": url, "model": MODEL_ALIAS, "max_in_flight": 1, "timeout_s": 300, "send_seed": True}
+    return overlay(settings, roles)
 
 
 def wait_for_http(url: str, timeout: float) -> None:

@@ -39,7 +39,10 @@ def test_server_command():
         "--port": "8123",
         "--n_ctx": "4096",
     }
-    assert server_command(Path("/m/x.gguf"), 8123, n_threads=2)[-2:] == ["--n_threads", "2"]
+    cached = server_command(Path("/m/x.gguf"), 8123, prompt_cache=True)
+    assert cached[cached.index("--cache") + 1] == "true"
+    assert int(cached[cached.index("--cache_size") + 1]) <= 64 * 2**20  # its accounting leaves out the logits
+    assert server_command(Path("/m/x.gguf"), 8123, n_threads=2)[-4:] == ["--n_threads", "2", "--n_threads_batch", "2"]
 
 
 def fake_package(root: Path, *, with_gguf: bool) -> Path:
