@@ -224,7 +224,7 @@ class OpenAIChatClient:
             "model": self._endpoint.model,
             "messages": messages,
             "temperature": temperature,
-            "max_tokens": max_tokens,
+            "max_tokens": min(max_tokens, self._endpoint.max_tokens_cap or max_tokens),
         }
         if self._endpoint.send_seed:
             payload["seed"] = sample

@@ -155,6 +155,9 @@ def start_llm(args: argparse.Namespace, settings: Settings, children: Children, 
         url = server.start()
         children.stack.callback(server.stop)
         roles[role] = {"base_url": url, "model": MODEL_ALIAS, "max_in_flight": 1, "timeout_s": 300, "send_seed": True}
+    # The same model in both roles gives the judge nothing to tell apart; a target held to
+    # short answers plays the weaker model the method is meant to find gaps in.
+    roles["target"]["max_tokens_cap"] = 24
     return overlay(settings, roles)
 
 

@@ -45,6 +45,9 @@ class EndpointSettings(BaseModel):
     max_retries: int = Field(default=6, ge=0)
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
+    max_tokens_cap: int | None = Field(
+        default=None, ge=1, description="never ask this endpoint for more completion tokens than this"
+    )
     pause_when_down: bool = Field(
         default=True, description="when the endpoint stops answering, wait for it instead of dead-lettering"
     )

@@ -620,3 +620,14 @@ async def test_open_session_pools_enough_connections_for_every_endpoint():
     async with open_session(settings) as s:
         assert s.connector is not None
         assert s.connector.limit == 130  # the judge shares the strong endpoint
+
+
+@pytest.mark.asyncio
+async def test_an_endpoint_cap_bounds_the_completion_tokens_asked_for(double, session):
+    capped = OpenAIChatClient(
+        EndpointSettings(base_url=double.base_url, model="target", max_tokens_cap=24), session, role="target"
+    )
+    await capped.complete(MESSAGES, temperature=0.3, max_tokens=256)
+    assert double.last_request["max_tokens"] == 24
+    await capped.complete(MESSAGES, temperature=0.3, max_tokens=10)
+    assert double.last_request["max_tokens"] == 10
