@@ -34,6 +34,9 @@ DEMO_PIPELINE = {
     "answer_max_tokens": 96,
     "judge_max_tokens": 24,
     "parse_attempts": 2,
+    # A 135M judge mostly echoes one example's scores; the paper's two order-swapped passes
+    # cancel that bias, every gap is ~0 and no pair would reach the sink. One pass shows the flow.
+    "judge_passes": 1,
 }
 
 
