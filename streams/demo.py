@@ -187,8 +187,9 @@ async def feed_and_follow(
     texts = {s.id: s.text for s in seeds}
 
     def on_record(topic: str, record: Record) -> None:
+        first_sighting = f"{topic}:{record.id}" not in ledger.seen_ids  # delivery is at-least-once
         ledger.add(topic, record)
-        if isinstance(record, AcceptedPair):
+        if isinstance(record, AcceptedPair) and first_sighting:
             print_pair(record)
         account = ledger.account(record.seed_id) if record.seed_id else None
         if account and account.seed_id in wanted and account.complete and account.seed_id not in reported:
