@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import sys
 import time
 import urllib.request
@@ -61,31 +60,13 @@ def crash_settings(bootstrap: str, llm_url: str, data_dir: Path) -> Settings:
     )
 
 
-def port_is_free(port: int) -> bool:
-    """streams.broker.port_is_free, but a port whose only sockets sit in TIME_WAIT (what a
-    killed broker leaves behind for a minute) counts as free, as it is to Kafka itself, which
-    binds with SO_REUSEADDR."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def llm_stats(url: str) -> dict:
     with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=10) as response:
         return json.loads(response.read())
 
 
-async def test_worker_sigkills_and_a_broker_restart_lose_nothing(
-    tmp_path, processes, start_worker, record_property, monkeypatch
-):
+async def test_worker_sigkills_and_a_broker_restart_lose_nothing(tmp_path, processes, start_worker, record_property):
     started = time.monotonic()
-    monkeypatch.setattr("streams.broker.port_is_free", port_is_free)
-    # A cluster id starting with "-" reads as an option to Kafka's StorageTool (see report).
-    monkeypatch.setattr("streams.broker._cluster_id", lambda: "c" + uuid.uuid4().hex[:21])
     rng = random.Random(RANDOM_SEED)
     broker = EmbeddedBroker(tmp_path / "kafka", partitions=4, log=lambda *_: None)
     await asyncio.to_thread(broker.start, True, 180)
