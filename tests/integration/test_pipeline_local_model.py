@@ -37,7 +37,7 @@ async def test_one_seed_with_the_real_local_model_is_fully_accounted_for(setting
     }
     settings = overlay(settings, {"strong": endpoint, "target": endpoint, "pipeline": DEMO_PIPELINE})
     worker = start_worker(settings)
-    seed = seed_from_text("Write a short, friendly email inviting my team to a Friday lunch.")
+    seed = seed_from_text("How should I prepare for a behavioral job interview at a tech company?")
     await produce_seeds(settings, [seed])
 
     ledger = Ledger()
