@@ -56,12 +56,19 @@ class LLMCall(BaseModel):
 
 
 class MetadataSummary(BaseModel):
-    """CodecLM's metadata: the use case of an instruction and the skills it needs."""
+    """CodecLM's metadata: the use case of an instruction and the skills it needs.
+
+    With `pipeline.rich_metadata` on, encode also extracts a domain, a difficulty and the
+    output-format constraints; off (the paper's behaviour), they stay None and empty.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     use_case: str
     skills: tuple[str, ...]
+    domain: str | None = None
+    difficulty: Literal["easy", "medium", "hard"] | None = None
+    format_constraints: tuple[str, ...] = ()
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -173,6 +180,24 @@ class RejectedInstruction(Record):
     instruction: str
     gap: float
     reason: str
+
+
+class DuplicateInstruction(Record):
+    """dedup: a basic instruction too similar to one already kept, dropped before contrast.
+
+    It is a verdict like accepted and rejected: its root ends here, and no LLM call is spent
+    on it after decode. `similarity` is the cosine similarity of the two instructions'
+    embeddings, 1.0 for an exact match (same text once case and white space are ignored).
+    """
+
+    root_id: str
+    metadata_id: str
+    instruction: str
+    duplicate_of: str = Field(description="id of the kept instruction it is too similar to")
+    duplicate_of_text: str
+    similarity: float
+    method: Literal["exact", "embedding"]
+    threshold: float | None = Field(default=None, description="the similarity threshold in force (embedding)")
 
 
 class DeadLetter(Record):

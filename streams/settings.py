@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +84,27 @@ class PipelineSettings(BaseModel):
         default=3, ge=1, description="asks (with a new sample) before an unparsable answer is dead-lettered"
     )
     seed: int = Field(default=0, description="seed of the random choice of tailoring actions")
+    rich_metadata: bool = Field(
+        default=False,
+        description="encode also extracts domain, difficulty and output-format constraints; decode uses them (off: the paper's behaviour)",
+    )
+
+
+class DedupSettings(BaseModel):
+    """Dropping basic instructions too similar to ones already kept, before contrast pays for them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = Field(
+        default=True, description="drop exact duplicates (same text once case and spaces are ignored)"
+    )
+    embeddings: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="near duplicates by sentence embeddings (all-MiniLM-L6-v2, the `neardup` extra): auto = when installed",
+    )
+    similarity_threshold: float = Field(
+        default=0.9, gt=0, le=1, description="cosine similarity at or above which an instruction is a near duplicate"
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -145,6 +166,7 @@ class Settings(BaseSettings):
     target: EndpointSettings = EndpointSettings()
     judge: EndpointSettings | None = Field(default=None, description="defaults to the strong endpoint")
     pipeline: PipelineSettings = PipelineSettings()
+    dedup: DedupSettings = DedupSettings()
     worker: WorkerSettings = WorkerSettings()
 
     @property
@@ -170,7 +192,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as CODECLM_* environment variables, for a child process (secrets included:
     the environment is how they travel; it is never logged)."""
     env: dict[str, str] = {}
-    for section in ("kafka", "strong", "target", "judge", "pipeline", "worker"):
+    for section in ("kafka", "strong", "target", "judge", "pipeline", "dedup", "worker"):
         model = getattr(settings, section)
         if model is None:
             continue
