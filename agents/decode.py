@@ -1,6 +1,10 @@
 """decode: metadata -> N basic instructions (iteration 1) and, once per metadata, the
 rubrics with matching actions that tailor later uses to make them harder (the paper's
 Figures 8 and 9). Both generations are zero-shot on the strong model and run concurrently.
+
+With `pipeline.rich_metadata` on, the instructions prompt (decode_rich.txt) also gives the
+metadata's domain, difficulty and format constraints for the instructions to honour; the
+rubrics prompt stays the paper's, since tailor's actions make instructions harder anyway.
 """
 
 from __future__ import annotations
@@ -27,10 +31,20 @@ from llm.base import Message
 from schemas import Instruction, LLMCall, Metadata, MetadataSummary, derive_id
 
 PROMPT = ChatPrompt.parse(load_prompt("decode"))
+RICH_PROMPT = ChatPrompt.parse(load_prompt("decode_rich"))
 RUBRICS_PROMPT = ChatPrompt.parse(load_prompt("rubrics"))
-# The instructions the prompt's examples list: an answer repeating one copied it, not wrote it
-# for this metadata (small models do copy the last example).
-_EXAMPLE_ITEMS = frozenset(normalise(item) for _, answer in PROMPT.examples for item in list_items(answer))
+
+
+def _example_items(prompt: ChatPrompt) -> frozenset[str]:
+    """The instructions the prompt's examples list: an answer repeating one copied it, not
+    wrote it for this metadata (small models do copy the last example)."""
+    return frozenset(normalise(item) for _, answer in prompt.examples for item in list_items(answer))
+
+
+_EXAMPLE_ITEMS = _example_items(PROMPT)
+_RICH_EXAMPLE_ITEMS = _example_items(RICH_PROMPT)
+# What the rich prompt says for a field encode could not fill.
+ANY_DOMAIN, ANY_DIFFICULTY, NO_CONSTRAINTS = "any", "any", "none"
 
 _ITEM_LABEL = re.compile(r"^(?:instruction|question|prompt|task)\s*:\s*", re.I)
 _ANSWER_LINE = re.compile(r"^(?:answer|response|output|solution)\s*:", re.I)
@@ -46,22 +60,32 @@ _RUBRIC_LINE = re.compile(
 )
 
 
-def build_prompt(metadata: MetadataSummary, *, n: int) -> list[Message]:
-    """System message with the format, few-shot examples, then the metadata as data."""
-    return PROMPT.messages(n=n, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills)))
+def build_prompt(metadata: MetadataSummary, *, n: int, rich: bool = False) -> list[Message]:
+    """System message with the format, few-shot examples, then the metadata as data; with
+    `rich`, the metadata's domain, difficulty and format constraints too."""
+    fields = {"n": n, "use_case": as_data(metadata.use_case), "skills": as_data(", ".join(metadata.skills))}
+    if not rich:
+        return PROMPT.messages(**fields)
+    return RICH_PROMPT.messages(
+        **fields,
+        domain=as_data(metadata.domain or ANY_DOMAIN),
+        difficulty=metadata.difficulty or ANY_DIFFICULTY,
+        format_constraints=as_data("; ".join(metadata.format_constraints) or NO_CONSTRAINTS),
+    )
 
 
-def parse(text: str, *, n: int) -> tuple[str, ...] | ParseFailure:
+def parse(text: str, *, n: int, rich: bool = False) -> tuple[str, ...] | ParseFailure:
     """Up to `n` instructions from a numbered (`1.`, `1)`, `(1)`, `Instruction 1:`) or, when
     nothing is numbered, bulleted list. Drops empty and duplicate items, preambles ("Here
     are 10 instructions:"), echoed metadata, placeholders and answers (an `Answer:` line or
     the text after an inline `Answer:`), and instructions copied from the prompt's examples.
-    Text outside the list is ignored."""
+    Text outside the list is ignored. `rich` says which prompt's examples were shown."""
+    examples = _RICH_EXAMPLE_ITEMS if rich else _EXAMPLE_ITEMS
     items, copied = [], 0
     for raw in list_items(text):
         item = _INLINE_ANSWER.sub("", _ITEM_LABEL.sub("", raw, count=1))
         item = unquote(" ".join(item.split()))
-        if normalise(item) in _EXAMPLE_ITEMS:
+        if normalise(item) in examples:
             copied += 1
         elif _is_instruction(item):
             items.append(item)
@@ -139,8 +163,8 @@ async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
     decoded, rubrics = await gather_or_fail(
         ask(
             ctx.strong,
-            build_prompt(metadata.metadata, n=p.instructions_per_metadata),
-            partial(parse, n=p.instructions_per_metadata),
+            build_prompt(metadata.metadata, n=p.instructions_per_metadata, rich=p.rich_metadata),
+            partial(parse, n=p.instructions_per_metadata, rich=p.rich_metadata),
             purpose="decode",
             temperature=p.generation_temperature,
             max_tokens=p.max_tokens,
