@@ -154,6 +154,37 @@ _SKILLS = (
     "time management",
     "comparative analysis",
 )
+_DOMAINS = (
+    "software engineering",
+    "personal finance",
+    "health and fitness",
+    "travel",
+    "education",
+    "business communication",
+    "natural science",
+    "cooking",
+    "history",
+    "marketing",
+)
+_DIFFICULTIES = ("easy", "medium", "hard")
+_FORMATS = (
+    "under 150 words",
+    "a bulleted summary",
+    "include a worked example",
+    "formal tone",
+    "a table",
+    "step-by-step answer",
+    "include code",
+    "plain language",
+)
+# Function words: "How do I sort a list?" and "How can I sort a list?" ask the same thing.
+_STOP_TEXT = (
+    "a an the i me my we our you your he she it its they them their this that these those is are was were "
+    "be been am do does did doing can could would should will shall may might must have has had "
+    "how what which who whom why when where to of in on for with without from by at as into about "
+    "and or but if so than then there here some any please just also very"
+)
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
 _ANSWER_SENTENCES = (
     "The key point is to start from the constraints and work toward the goal.",
     "A practical approach breaks the task into small, checkable steps.",
@@ -212,11 +243,42 @@ def _instruction(prompt: str, i: int) -> str:
 
 
 def encode_reply(prompt: str) -> str:
-    use_case = _pick(_USE_CASES, prompt, "use case")
-    start = stable_hash(prompt, "skills")
-    step = 1 + stable_hash(prompt, "step") % 3  # 1..3 is coprime with 12: three distinct skills
+    """Metadata picked by a hash of the seed's content words, so paraphrases of one request
+    ("How do I sort a list in Python?", "How can I sort a Python list?") get the same
+    metadata, as from a real encoder. The rich fields come when the prompt asks for them."""
+    seed, asked = _seed_in(prompt)
+    key = " ".join(content_words(seed)) or seed  # a seed of stop words only is its own key
+    use_case = _pick(_USE_CASES, key, "use case")
+    start = stable_hash(key, "skills")
+    step = 1 + stable_hash(key, "step") % 3  # 1..3 is coprime with 12: three distinct skills
     skills = [_SKILLS[(start + j * step) % len(_SKILLS)] for j in range(3)]
-    return f"Use case: {use_case}\nSkills: {', '.join(skills)}"
+    lines = [f"Use case: {use_case}", f"Skills: {', '.join(skills)}"]
+    if "Difficulty:" in asked:
+        first = stable_hash(key, "formats")
+        formats = [_FORMATS[(first + j) % len(_FORMATS)] for j in range(1 + stable_hash(key, "format count") % 2)]
+        lines += [
+            f"Domain: {_pick(_DOMAINS, key, 'domain')}",
+            f"Difficulty: {_pick(_DIFFICULTIES, key, 'difficulty')}",
+            f"Format constraints: {'; '.join(formats)}",
+        ]
+    return "\n".join(lines)
+
+
+def _seed_in(prompt: str) -> tuple[str, str]:
+    """The seed an encode prompt holds (in its last <instruction> block, else the whole
+    prompt), and the prompt's own text around it."""
+    head, found, tail = prompt.rpartition("<instruction>")
+    seed, closed, rest = tail.partition("</instruction>")
+    if not found or not closed:
+        return prompt, prompt
+    return seed, head + rest
+
+
+def content_words(text: str) -> tuple[str, ...]:
+    """The words that carry a request's meaning: lower-cased, punctuation and stop words
+    dropped, as a sorted set (word order and function words do not change the request)."""
+    words = re.sub(r"[^\w\s]|_", " ", text.casefold()).split()
+    return tuple(sorted({w for w in words if len(w) > 1 and w not in _STOP_WORDS}))
 
 
 def answer_reply(prompt: str, model: str) -> str:
