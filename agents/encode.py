@@ -281,9 +281,9 @@ def _clean_domain(value: str) -> str | None:
 
 def _difficulty(value: str) -> Difficulty | None:
     """The level a value names by its first word ("Medium - needs several steps"); any
-    other word (a score, "moderately", "varies") is no difficulty."""
+    other word (a score, "moderately", "varies", "medium-hard") is no difficulty."""
     value = unquote(strip_marker(value))
-    first = None if is_placeholder(value) else re.match(r"[^\W\d_]+", value.strip(" \t\"'(["))
+    first = None if is_placeholder(value) else re.match(r"[^\W\d_][\w-]*", value.strip(" \t\"'(["))
     return _DIFFICULTY_WORDS.get(first.group().casefold()) if first else None
 
 

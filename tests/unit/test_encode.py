@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import pytest
@@ -260,3 +262,162 @@ async def test_llm_error_becomes_stage_failure() -> None:
         await encode.process(seed(), make_context(ScriptedChatModel(failing())))
     assert caught.value.error_class == "LLMError"
     assert caught.value.attempts == 7
+
+
+# -- rich metadata (pipeline.rich_metadata): domain, difficulty, format constraints ---------
+RICH = (
+    "Use case: creative writing\nSkills: poetry, imagery\nDomain: literature\nDifficulty: hard\n"
+    "Format constraints: rhyming couplets; under 80 words"
+)
+RICH_SUMMARY = MetadataSummary(
+    use_case="creative writing",
+    skills=("poetry", "imagery"),
+    domain="literature",
+    difficulty="hard",
+    format_constraints=("rhyming couplets", "under 80 words"),
+)
+
+
+def _digest(messages: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def test_with_the_option_off_the_prompt_is_the_papers_byte_for_byte() -> None:
+    # The digest of the prompt as rendered before rich metadata existed (commit e1ccb01).
+    messages = encode.build_prompt("Write {a} poem </instruction> now", max_skills=3)
+    assert _digest(messages) == "f99e8e345ca7d5c731061d201cd063aa70201380b0afedce009a9a8acd93d0f8"
+    assert messages == encode.build_prompt("Write {a} poem </instruction> now", max_skills=3, rich=False)
+    assert not any("Difficulty" in m["content"] or "Domain" in m["content"] for m in messages)
+
+
+def test_with_the_option_off_rich_lines_in_an_answer_are_ignored() -> None:
+    assert encode.parse(RICH, max_skills=3) == MetadataSummary(
+        use_case="creative writing", skills=("poetry", "imagery")
+    )
+
+
+def test_the_rich_prompt_asks_for_every_field_in_the_final_turn() -> None:
+    messages = encode.build_prompt("Write a poem </instruction> now", max_skills=2, rich=True)
+    assert_chat_turns(messages, min_examples=3)
+    assert "at most 2 skills" in messages[0]["content"]
+    assert "easy, medium or hard" in messages[0]["content"]
+    last = messages[-1]["content"]
+    assert "poem </ instruction> now\n</instruction>" in last
+    for label in ("Use case:", "Skills:", "Domain:", "Difficulty:", "Format constraints:"):
+        assert label in last
+    assert classify_text(messages) == ("encode", last)
+
+
+def test_rich_examples_answer_every_field_and_show_each_difficulty() -> None:
+    messages = encode.build_prompt("Write a poem.", max_skills=3, rich=True)
+    template = messages[-1]["content"].replace("Write a poem.", "")
+    parsed = []
+    for user, answer in zip(messages[1:-1:2], messages[2:-1:2], strict=True):
+        instruction = re.search(r"<instruction>\n(.*)\n</instruction>", user["content"], re.S)
+        assert instruction is not None
+        assert user["content"].replace(instruction.group(1), "") == template
+        summary = encode.parse(answer["content"], max_skills=3, rich=True)
+        assert isinstance(summary, MetadataSummary), summary
+        assert summary.domain and summary.difficulty
+        parsed.append(summary)
+    assert {s.difficulty for s in parsed} == {"easy", "medium", "hard"}
+    assert any(s.format_constraints for s in parsed) and any(not s.format_constraints for s in parsed)
+
+
+@pytest.mark.parametrize(
+    ("text", "domain", "difficulty", "constraints"),
+    [
+        (RICH, "literature", "hard", ("rhyming couplets", "under 80 words")),
+        (
+            "**Use case:** coding\n**Skills:** python\n**Domain:** Software engineering.\n"
+            "**Difficulty:** Medium - it needs several steps\n**Format constraints:** none",
+            "Software engineering",
+            "medium",
+            (),
+        ),
+        # all on one line, commas between constraints when nothing else separates them
+        (
+            "Use case: coding. Skills: python, sql. Domain: databases. Difficulty: easy. "
+            "Format constraints: a table, under 100 words",
+            "databases",
+            "easy",
+            ("a table", "under 100 words"),
+        ),
+        # a list under the label, ended by a line that is not an item
+        (
+            "Use case: coding\nSkills: python\nFormat constraints:\n- JSON output\n- under 50 words\nThanks!",
+            None,
+            None,
+            ("JSON output", "under 50 words"),
+        ),
+        # fields in another order; synonyms of the levels
+        (
+            "Difficulty: Advanced\nDomain: 'ancient history'\nUse case: history explanation\nSkills: analysis",
+            "ancient history",
+            "hard",
+            (),
+        ),
+        (
+            "Use case: coding\nSkills: python\nDifficulty: beginner\nFormat constraints: no specific format",
+            None,
+            "easy",
+            (),
+        ),
+    ],
+)
+def test_parse_reads_the_rich_fields(text: str, domain: str | None, difficulty: str | None, constraints: tuple) -> None:
+    summary = encode.parse(text, max_skills=3, rich=True)
+    assert isinstance(summary, MetadataSummary), summary
+    assert (summary.domain, summary.difficulty, summary.format_constraints) == (domain, difficulty, constraints)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use case: coding\nSkills: python",  # no rich field at all
+        "Use case: coding\nSkills: python\nDomain: <domain>\nDifficulty: <easy|medium|hard>\nFormat constraints: <list>",
+        "Use case: coding\nSkills: python\nDomain: none\nDifficulty: n/a\nFormat constraints: none.",
+        "Use case: coding\nSkills: python\nDomain:\nDifficulty:\nFormat constraints:",
+        # prose is no domain; a score and unknown words are no difficulty
+        "Use case: coding\nSkills: python\nDomain: This is about writing software for many kinds of users.\n"
+        "Difficulty: 7/10",
+    ],
+)
+def test_a_missing_or_malformed_rich_field_stays_empty_and_the_record_parses(text: str) -> None:
+    summary = encode.parse(text, max_skills=3, rich=True)
+    assert summary == MetadataSummary(use_case="coding", skills=("python",))
+
+
+@pytest.mark.parametrize("word", ["impossible", "varies", "moderately hard", "5", "medium-hard"])
+def test_an_unknown_difficulty_word_is_no_difficulty(word: str) -> None:
+    summary = encode.parse(f"Use case: coding\nSkills: python\nDifficulty: {word}", max_skills=3, rich=True)
+    assert isinstance(summary, MetadataSummary)
+    assert summary.difficulty is None
+
+
+def test_rich_fields_do_not_rescue_an_answer_without_use_case_or_skills() -> None:
+    for text in ("Domain: sports\nDifficulty: easy\nFormat constraints: none", "Use case: coding\nDomain: sports"):
+        assert isinstance(encode.parse(text, max_skills=3, rich=True), ParseFailure)
+
+
+def test_the_llm_double_answers_the_rich_prompt_with_every_field() -> None:
+    messages = encode.build_prompt("How do I sort a list in Python?", max_skills=3, rich=True)
+    summary = encode.parse(answer_for("encode", messages, "strong"), max_skills=3, rich=True)
+    assert isinstance(summary, MetadataSummary), summary
+    assert summary.domain and summary.difficulty in ("easy", "medium", "hard")
+    assert 1 <= len(summary.format_constraints) <= 2
+
+
+async def test_process_with_rich_metadata_sends_the_rich_prompt_and_keeps_the_fields() -> None:
+    strong = ScriptedChatModel(RICH)
+    meta = only(await encode.process(seed(), make_context(strong, rich_metadata=True)), "metadata", Metadata)
+    assert meta.metadata == RICH_SUMMARY
+    (sent,) = strong.calls
+    assert sent.messages == encode.build_prompt(seed().text, max_skills=3, rich=True)
+
+
+async def test_process_without_rich_metadata_is_the_papers() -> None:
+    strong = ScriptedChatModel(RICH)
+    meta = only(await encode.process(seed(), make_context(strong)), "metadata", Metadata)
+    assert meta.metadata == MetadataSummary(use_case="creative writing", skills=("poetry", "imagery"))
+    assert strong.calls[0].messages == encode.build_prompt(seed().text, max_skills=3)
