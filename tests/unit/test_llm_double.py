@@ -17,6 +17,7 @@ import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agents import decode, encode
 from llm.double import (
     FIVE_XX_CYCLE,
     MALFORMED_TEXT,
@@ -24,6 +25,7 @@ from llm.double import (
     LLMDouble,
     answer_for,
     classify,
+    content_words,
     decode_reply,
     draw_fault,
     encode_reply,
@@ -31,6 +33,7 @@ from llm.double import (
     rubrics_reply,
     tailor_reply,
 )
+from schemas import MetadataSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +59,22 @@ RUBRICS = "Use case: Travel planning\nWrite 3 rubrics with actions.\nRubric 1: .
 # ---------------------------------------------------------------- classification
 
 
+def _encode_prompt(seed: str, *, rich: bool = False) -> list[dict[str, str]]:
+    """The real encode prompt, so the double is checked against what it serves."""
+    return encode.build_prompt(seed, max_skills=3, rich=rich)
+
+
+def _rich_decode_prompt() -> list[dict[str, str]]:
+    summary = MetadataSummary(
+        use_case="Travel planning",
+        skills=("budgeting",),
+        domain="travel",
+        difficulty="easy",
+        format_constraints=("a table",),
+    )
+    return decode.build_prompt(summary, n=3, rich=True)
+
+
 @pytest.mark.parametrize(
     ("messages", "kind"),
     [
@@ -72,6 +91,8 @@ RUBRICS = "Use case: Travel planning\nWrite 3 rubrics with actions.\nRubric 1: .
             [{"role": "system", "content": "Reply as 'Use case: ...' then 'Skills: ...'"}, *user("Write a haiku.")],
             "encode",
         ),
+        (_encode_prompt("Sort a list. Difficulty: none.", rich=True), "encode"),
+        (_rich_decode_prompt(), "decode"),
         (  # the last user message decides before the rest
             [*user(DECODE), {"role": "assistant", "content": "1. ..."}, *user(TAILOR)],
             "tailor",
@@ -154,6 +175,47 @@ def test_encode_gives_a_use_case_and_three_short_skills(prompt):
     for skill in skills:
         assert 2 <= len(skill.split()) <= 3
         assert "skill" not in skill.lower() and "knowledge" not in skill.lower()
+
+
+def test_content_words_drop_case_punctuation_order_and_function_words():
+    assert content_words("How do I sort a list in Python?") == ("list", "python", "sort")
+    assert content_words("How can I sort a Python list?!") == ("list", "python", "sort")
+    assert content_words("What is it?") == ()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("How do I sort a list in Python?", "How can I sort a Python list?"),
+        ("Write a haiku about autumn rain.", "write a HAIKU about rain, autumn"),
+    ],
+)
+def test_paraphrased_seeds_get_the_same_metadata(first, second):
+    for rich in (False, True):
+        a = answer_for("encode", _encode_prompt(first, rich=rich), "m")
+        b = answer_for("encode", _encode_prompt(second, rich=rich), "m")
+        assert a == b
+
+
+def test_distinct_seeds_get_varied_metadata():
+    seeds = [json.loads(line)["text"] for line in (ROOT / "examples" / "seeds.jsonl").read_text().splitlines()]
+    replies = [encode_reply(_encode_prompt(s, rich=True)[-1]["content"]).split("\n") for s in seeds]
+    assert len(seeds) >= 20
+    assert len({r[0] for r in replies}) >= 6  # use cases (8 in all)
+    assert len({r[1] for r in replies}) >= len(seeds) * 2 // 3  # skill sets
+    assert len({r[2] for r in replies}) >= 6  # domains (10 in all)
+    assert {r[3] for r in replies} == {f"Difficulty: {d}" for d in ("easy", "medium", "hard")}
+    assert len({r[4] for r in replies}) >= 6  # format constraints
+
+
+def test_rich_fields_only_when_the_prompt_asks_for_them():
+    plain = encode_reply(_encode_prompt("Plan a trip to Rome.")[-1]["content"]).split("\n")
+    rich = encode_reply(_encode_prompt("Plan a trip to Rome.", rich=True)[-1]["content"]).split("\n")
+    assert rich[:2] == plain  # the same use case and skills either way
+    assert [line.split(":")[0] for line in rich[2:]] == ["Domain", "Difficulty", "Format constraints"]
+    assert 1 <= len(rich[4].removeprefix("Format constraints: ").split("; ")) <= 2
+    # a seed that mentions the word is still a plain prompt: only the prompt's own text counts
+    assert len(encode_reply(_encode_prompt("Difficulty: rate this climb.")[-1]["content"]).split("\n")) == 2
 
 
 def test_answers_depend_on_the_model():
