@@ -14,7 +14,16 @@ be answered before the call it may save, by key, at hundreds per second; SQLite 
 an index in microseconds, while a topic would have to be read whole into memory at start (and
 grow with every answer ever given). The answer is committed before it is handed to the stage,
 and in WAL mode a committed transaction survives the process being killed, so anything a
-stage could have sent downstream is in the cache. Workers sharing a data directory share the
+stage could have sent downstream is in the cache.
+
+What it costs per call, at a thousand calls a second on one core: answers are written in
+group commits (every answer stored while a transaction is being written goes into the next
+one, one thread hop for all of them; each `put` still returns only once its row is
+committed), and a lookup asks SQLite only when an in-memory Bloom filter of the stored keys
+says the key may be there, so a first call (nearly every call) never leaves the event loop.
+The filter is filled at open and refreshed with what other workers sharing the file commit
+(every `REFRESH_S`); a row another worker committed since the last refresh is missed, and
+that call is paid again: a cost, never a loss. Workers sharing a data directory share the
 file (SQLite locks across processes); a worker with its own directory has its own cache, so
 a partition replayed on another machine pays again: the cache saves money, correctness never
 depends on it. Entries older than `max_age_s` are dropped when the cache opens.
@@ -23,8 +32,8 @@ depends on it. Entries older than `max_age_s` are dropped when the cache opens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import json
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +42,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 
 from llm.base import ChatModel, Completion, Message
@@ -45,6 +55,7 @@ CACHE_LOOKUPS = Counter(
     registry=REGISTRY,
 )
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+REFRESH_S = 0.5  # how often the key filter takes in what other workers sharing the file stored
 # The id of the record a call is made for; the stage sets it per record (task-local).
 CALL_SCOPE: ContextVar[str] = ContextVar("codeclm_llm_call_scope", default="")
 _SCHEMA = """
@@ -69,40 +80,135 @@ def cache_key(
 ) -> str:
     """A digest of the record and everything that shapes the answer (the endpoint too: two
     servers may serve different models under one name). Only the digest is stored."""
-    canonical = json.dumps(
-        [scope, endpoint, model, messages, temperature, max_tokens, sample], sort_keys=True, ensure_ascii=False
+    canonical = orjson.dumps(
+        [scope, endpoint, model, messages, temperature, max_tokens, sample], option=orjson.OPT_SORT_KEYS
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+class KeyFilter:
+    """A Bloom filter of cache keys: `key in filter` is never False for a key that was added
+    (so no stored answer is skipped); a wrong True only costs one SQLite lookup. Fixed size
+    (2 MB), so the worker's memory does not grow with the cache; past a million keys it says
+    "maybe" more often (1% at one million, 5% at two), still never wrongly "no".
+    Python's str hash is fixed within a process, which is all an in-memory filter needs."""
+
+    BITS_LOG2 = 24
+
+    def __init__(self) -> None:
+        self._bits = bytearray(1 << (self.BITS_LOG2 - 3))
+        self._mask = (1 << self.BITS_LOG2) - 1
+
+    def _positions(self, key: str) -> tuple[int, int]:
+        h = hash(key)
+        return h & self._mask, (h >> 32) & self._mask
+
+    def add(self, key: str) -> None:
+        for i in self._positions(key):
+            self._bits[i >> 3] |= 1 << (i & 7)
+
+    def __contains__(self, key: str) -> bool:
+        return all(self._bits[i >> 3] & (1 << (i & 7)) for i in self._positions(key))
 
 
 class AnswerCache:
     """A SQLite table of completions by key. All database work runs on one thread of its own,
     so the event loop never waits on disk."""
 
-    def __init__(self, path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S):
+    def __init__(self, path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S, refresh_s: float = REFRESH_S):
         self.path = Path(path)
         self.max_age_s = max_age_s
+        self.refresh_s = refresh_s
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self.pending: dict[str, asyncio.Future[Completion]] = {}  # calls under way, by key
+        self._filter = KeyFilter()
+        self._seen_rowid = 0  # rows up to this one are in the filter
+        self._seen_version = -1  # PRAGMA data_version at the last refresh
+        self._rows: list[tuple[str, bytes, float]] = []  # stored by the next group commit
+        self._committed: asyncio.Future[None] | None = None  # resolved by that commit
+        self._writer: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-cache")
         await self._run(self._open)
+        await self.refresh()
+        if self.refresh_s > 0:
+            self._refresher = asyncio.create_task(self._refresh_every(self.refresh_s))
 
     async def close(self) -> None:
         if self._executor is None:
             return
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        while self._writer is not None:  # rows still on their way to disk get there
+            await asyncio.shield(self._writer)
         await self._run(self._close)
         self._executor.shutdown(wait=True)
         self._executor = None
 
     async def get(self, key: str) -> Completion | None:
+        """The stored answer, from the database (what any worker sharing the file stored)."""
         return await self._run(self._get, key)
 
+    async def lookup(self, key: str) -> Completion | None:
+        """`get`, skipped when the key filter knows the key was never stored (the usual
+        case: a first call), so such a lookup costs no thread hop."""
+        if key not in self._filter:
+            return None
+        return await self.get(key)
+
     async def put(self, key: str, completion: Completion) -> None:
-        await self._run(self._put, key, completion)
+        """Store an answer; returns once the transaction holding it is committed (so it
+        survives the process being killed). Rows arriving while one commit is being written
+        go together into the next one."""
+        self._rows.append((key, orjson.dumps(asdict(completion)), time.time()))
+        if self._committed is None:
+            self._committed = asyncio.get_running_loop().create_future()
+            self._committed.add_done_callback(_retrieve)
+        committed = self._committed
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_rows())
+        await asyncio.shield(committed)  # a cancelled caller does not cancel the others' commit
+        self._filter.add(key)
+
+    async def refresh(self) -> None:
+        """Take into the key filter the rows other workers sharing the file committed."""
+        for key in await self._run(self._new_keys):
+            self._filter.add(key)
+
+    async def _refresh_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(sqlite3.Error):  # a busy file: the next round takes it in
+                await self.refresh()
+
+    async def _write_rows(self) -> None:
+        try:
+            while self._rows:
+                rows, committed = self._rows, self._committed
+                self._rows, self._committed = [], None
+                assert committed is not None
+                try:
+                    await self._run(self._put_many, rows)
+                except asyncio.CancelledError:
+                    committed.cancel()
+                    raise
+                except Exception as exc:
+                    committed.set_exception(exc)
+                else:
+                    committed.set_result(None)
+        finally:
+            self._writer = None
+            if self._rows and self._committed is not None:  # cancelled: nobody will write these
+                self._rows = []
+                self._committed.cancel()
+                self._committed = None
 
     async def count_hit(self, key: str) -> None:
         """A call saved without a lookup (it waited for an equal call under way)."""
@@ -136,18 +242,34 @@ class AnswerCache:
         if row is None:
             return None
         self._db.execute("UPDATE answers SET hits = hits + 1 WHERE key = ?", (key,))
-        return Completion(**json.loads(row[0]))
+        return Completion(**orjson.loads(row[0]))
 
     def _count_hit(self, key: str) -> None:
         assert self._db is not None
         self._db.execute("UPDATE answers SET hits = hits + 1 WHERE key = ?", (key,))
 
-    def _put(self, key: str, completion: Completion) -> None:
+    def _put_many(self, rows: list[tuple[str, bytes, float]]) -> None:
         assert self._db is not None
-        self._db.execute(
-            "INSERT OR IGNORE INTO answers (key, completion, created) VALUES (?, ?, ?)",
-            (key, json.dumps(asdict(completion)), time.time()),
-        )
+        self._db.execute("BEGIN")  # one transaction, one commit for all of them
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO answers (key, completion, created) VALUES (?, ?, ?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _new_keys(self) -> list[str]:
+        """Keys of rows committed since the last call, by this or other connections; nothing
+        when no other connection committed since (data_version only counts the others)."""
+        assert self._db is not None
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version == self._seen_version:
+            return []
+        self._seen_version = version
+        rows = self._db.execute("SELECT rowid, key FROM answers WHERE rowid > ?", (self._seen_rowid,)).fetchall()
+        if rows:
+            self._seen_rowid = max(rowid for rowid, _ in rows)
+        return [key for _, key in rows]
 
     def _stats(self) -> tuple[int, int]:
         assert self._db is not None
@@ -200,7 +322,7 @@ class CachedChatModel:
         future.add_done_callback(_retrieve)
         self._cache.pending[key] = future
         try:
-            cached = await self._cache.get(key)
+            cached = await self._cache.lookup(key)
             if cached is not None:
                 CACHE_LOOKUPS.labels(self.role, "hit").inc()
                 future.set_result(cached)

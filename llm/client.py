@@ -20,7 +20,6 @@ opens and closes. How each kind of failure is met:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -31,6 +30,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
+import orjson
 from prometheus_client import Counter, Gauge
 from pydantic import SecretStr
 
@@ -191,6 +191,7 @@ class OpenAIChatClient:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._in_flight = 0
+        self._request_headers = self._headers()
         CONCURRENCY_LIMIT.labels(role).set(endpoint.max_in_flight)
         ENDPOINT_DOWN.labels(role).set(0)
 
@@ -228,6 +229,7 @@ class OpenAIChatClient:
         }
         if self._endpoint.send_seed:
             payload["seed"] = sample
+        body = orjson.dumps(payload)  # once for every attempt; orjson: a few times cheaper than json
         attempt = failures = 0
         sent_at = self._limit.now()
         while True:
@@ -236,7 +238,7 @@ class OpenAIChatClient:
                 if not self._outage.down:
                     failures = 0  # it is back: what failed during the outage does not count
             attempt += 1
-            outcome = await self._attempt(payload, attempt)
+            outcome = await self._attempt(body, attempt)
             previous_sent_at, sent_at = sent_at, outcome.sent_at
             if outcome.completion is not None:
                 return outcome.completion
@@ -298,8 +300,8 @@ class OpenAIChatClient:
             headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         return headers
 
-    async def _attempt(self, payload: dict[str, Any], attempt: int) -> _Attempt:
-        outcome = await self._attempt_once(payload, attempt)
+    async def _attempt(self, body: bytes, attempt: int) -> _Attempt:
+        outcome = await self._attempt_once(body, attempt)
         if outcome.completion is not None or (outcome.status is not None and not outcome.retryable):
             # The server read the request and answered: it is up.
             was_down = self._outage.answered()
@@ -320,23 +322,23 @@ class OpenAIChatClient:
             metrics.LLM_CALLS.labels(self.role, metrics.outcome_of(outcome.status, outcome.reason)).inc()
         return outcome
 
-    async def _attempt_once(self, payload: dict[str, Any], attempt: int) -> _Attempt:
+    async def _attempt_once(self, body: bytes, attempt: int) -> _Attempt:
         await self._limit.acquire()
         sent_at = self._limit.now()
         try:
-            outcome = await self._request(payload, attempt)
+            outcome = await self._request(body, attempt)
         finally:
             self._limit.release()
         outcome.sent_at = sent_at
         return outcome
 
-    async def _request(self, payload: dict[str, Any], attempt: int) -> _Attempt:
+    async def _request(self, body: bytes, attempt: int) -> _Attempt:
         self._in_flight += 1
         metrics.LLM_IN_FLIGHT.labels(self.role).inc()
         started = time.monotonic()
         try:
             async with self._session.post(
-                self._url, json=payload, headers=self._headers(), timeout=self._timeout
+                self._url, data=body, headers=self._request_headers, timeout=self._timeout
             ) as response:
                 status = response.status
                 raw = await self._read_capped(response)
@@ -360,9 +362,9 @@ class OpenAIChatClient:
                 retry_after_s=parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None,
             )
         try:
-            body = json.loads(raw)
+            answer = orjson.loads(raw)
             completion = parse_chat_response(
-                body, latency_s=latency_s, attempts=attempt, fallback_model=self._endpoint.model
+                answer, latency_s=latency_s, attempts=attempt, fallback_model=self._endpoint.model
             )
         except ValueError as exc:  # JSONDecodeError and MalformedResponseError
             return _Attempt(reason=f"malformed response: {self._clean(str(exc))}", status=status, retryable=True)
@@ -403,4 +405,7 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
     request timeout. Call from a running event loop; the caller closes it."""
     endpoints = {id(e): e for e in (settings.strong, settings.target, settings.judge_endpoint)}
     limit = sum(e.max_in_flight for e in endpoints.values())
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0))
+    # No cookies: chat endpoints set none worth keeping, and the jar costs CPU on every call.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0), cookie_jar=aiohttp.DummyCookieJar()
+    )

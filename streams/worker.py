@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import faust
@@ -41,4 +42,18 @@ def run_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> None
     if created:
         log.info("created topics: %s", ", ".join(created))
     worker = build_worker(settings, stages)
+    tune_gc()
     worker.execute_from_commandline()
+
+
+# Young-generation collections every 20,000 allocations instead of 700: a worker at a thousand
+# LLM calls a second allocates mostly short-lived objects that reference counting frees, and
+# at the default the collector took ~12% of its CPU. Cycles are still collected.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Fewer collections, and none that walk the objects made at start-up (modules, apps)."""
+    gc.collect()
+    gc.freeze()  # start-up objects move to a generation the collector never walks
+    gc.set_threshold(*GC_THRESHOLDS)

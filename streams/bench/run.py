@@ -144,8 +144,10 @@ def run(opts: Options) -> dict:
         stack = Stack(exits, work)
         bootstrap = stack.broker(opts.partitions, opts.bootstrap)
         one, more, cost = _pipelines(stack, bootstrap, opts, work)
-        with ExitStack() as case:
-            rates = stage_case(Stack(case, work), bootstrap, opts)
+        rates: list[StageRate] = []
+        if opts.stage_records > 0:  # 0 skips the stage benchmark (quick A/B runs of the pipeline)
+            with ExitStack() as case:
+                rates = stage_case(Stack(case, work), bootstrap, opts)
     runs = one + more
 
     say("\n== Throughput, steady state (10%-90% of the strong calls; the targets use these) ==")
@@ -161,8 +163,11 @@ def run(opts: Options) -> dict:
                 f"accepted pairs/s x{r.accepted_rate / base.accepted_rate:.2f}, efficiency {r.efficiency_steady:.2f} "
                 f"(1 worker: {base.efficiency_steady:.2f})"
             )
-    say(f"\n== One stage ({opts.stage}) against a plain aiokafka loop, {opts.stage_records} records, double at 0 ms ==")
-    say(table(*stage_rows(rates)))
+    if rates:
+        say(
+            f"\n== One stage ({opts.stage}) against a plain aiokafka loop, {opts.stage_records} records, double at 0 ms =="
+        )
+        say(table(*stage_rows(rates)))
     if cost is not None:
         say(f"\n== Cost per accepted pair (run at M={one[0].m}, 1 worker) ==")
         say(table(*cost_rows(cost)))
@@ -170,11 +175,12 @@ def run(opts: Options) -> dict:
     say("\n== Targets (printed, never asserted) ==")
     say(targets(one, rates, results))
     results["pipeline"] = [r.as_dict() for r in runs]
-    results["stage"] = {
-        "stage": opts.stage,
-        "rates": [asdict(r) for r in rates],
-        "ratio": rates[0].rate / rates[1].rate,
-    }
+    if rates:
+        results["stage"] = {
+            "stage": opts.stage,
+            "rates": [asdict(r) for r in rates],
+            "ratio": rates[0].rate / rates[1].rate,
+        }
     if cost is not None:
         results["cost"] = {**asdict(cost), "calls": cost.calls, "tokens": cost.tokens}
     results["took_s"] = time.monotonic() - started
@@ -216,9 +222,10 @@ def targets(one: list[PipelineFigures], rates: list[StageRate], results: dict) -
         lines.append(
             f"[{'met' if ok else 'NOT met'}] efficiency >= 0.9 at M={r.m}, 1 worker: {r.efficiency_steady:.2f}"
         )
-    ratio = rates[0].rate / rates[1].rate
-    met["stage_ratio"] = ratio >= 0.5
-    lines.append(f"[{'met' if ratio >= 0.5 else 'NOT met'}] one stage >= 0.5 of the plain loop: {ratio:.2f}")
+    if rates:
+        ratio = rates[0].rate / rates[1].rate
+        met["stage_ratio"] = ratio >= 0.5
+        lines.append(f"[{'met' if ratio >= 0.5 else 'NOT met'}] one stage >= 0.5 of the plain loop: {ratio:.2f}")
     longest = max(one, key=lambda r: r.records)
     growth = longest.rss_growth
     enough = longest.records >= RSS_RECORDS

@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--in-flight-per-stage", type=int, help="records per stage at once (default max(512, 4M))")
     p.add_argument("--feed-rate", type=float, help="seeds per second (default 0: all at once)")
     p.add_argument("--stage", choices=["encode", "contrast", "filter", "tailor"], help="stage against the plain loop")
-    p.add_argument("--stage-records", type=int, help="records for the stage benchmark (default 5000; quick 1000)")
+    p.add_argument(
+        "--stage-records", type=int, help="records for the stage benchmark (default 5000; quick 1000; 0 skips it)"
+    )
     p.add_argument("--bootstrap", help="use this running broker instead of starting one")
     p.add_argument("--work-dir", type=Path, help="keep logs here (default: a temporary folder)")
     p.add_argument("--json", type=Path, dest="json_out", help="also write every figure to this JSON file")
