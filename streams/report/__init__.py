@@ -1,0 +1,4 @@
+"""`codeclm report`: a run's figures from its topics, as a self-contained HTML page and JSON.
+
+collect (reads the topics) -> figures (pure computation) -> plots + html (rendering).
+"""
