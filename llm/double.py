@@ -128,6 +128,38 @@ _TASKS = (
     "Write a product description for a reusable water bottle",
     "Describe how to diagnose a slow database query",
     "Propose an agenda for a one-hour project kickoff meeting",
+    "Write a short speech for a colleague's retirement party",
+    "Explain the difference between a virus and a bacterium",
+    "Draft a lesson plan that introduces fractions",
+    "Describe how to set up automated backups for a laptop",
+    "Recommend a reading list on the history of the printing press",
+    "Explain how to negotiate a salary offer",
+    "Outline a marketing plan for a new board game",
+    "Describe how a heat pump warms a house",
+    "Write a recipe for a vegetarian dinner for six people",
+    "Explain how to read a nutrition label",
+    "Plan a fundraising event for a neighbourhood park",
+    "Describe the steps to file a small insurance claim",
+    "Write a cover letter for a junior data analyst role",
+    "Explain what a hash table is and when to use one",
+    "Suggest a weekly routine for caring for house plants",
+    "Compare electric and petrol cars for a daily commute",
+    "Write release notes for a mobile app update",
+    "Explain how vaccines train the immune system",
+    "Design a customer satisfaction survey for a hotel",
+    "Describe how to resolve a merge conflict in git",
+    "Plan the seating for a conference with two hundred guests",
+    "Explain how tides are caused by the moon",
+    "Draft a complaint letter about a delayed delivery",
+    "Summarize the rules of chess for a new player",
+    "Describe how to estimate the cost of a kitchen renovation",
+    "Write a short story opening set on a night train",
+    "Explain how to calculate the break-even point of a cafe",
+    "Suggest ways to make a presentation more engaging",
+    "Describe how to test a REST API endpoint",
+    "Explain the water cycle with everyday examples",
+    "Create a packing list for a week of winter camping",
+    "Propose a plan to reduce a team's meeting load",
 )
 _AUDIENCES = ("for a beginner", "for a busy manager", "for a technical reviewer", "in plain language")
 _USE_CASES = (
@@ -228,18 +260,55 @@ def _instruction_in(prompt: str) -> str:
     return next((line.strip() for line in lines[1:] if line.strip()), "")
 
 
+# Where an instruction's task takes place: with the task, the audience and the metadata, they
+# keep the instructions of different metadata apart for the dedup stage's embeddings.
+_PLACES = (
+    "at a small hospital",
+    "for a school robotics club",
+    "in a family-run restaurant",
+    "at a fintech startup",
+    "for a city library",
+    "in a remote mountain village",
+    "for a football team",
+    "at a busy airport",
+    "for a local animal shelter",
+    "in a university physics lab",
+    "for a wedding planner",
+    "at a car repair shop",
+)
+_CITIES = (
+    "Porto", "Nairobi", "Osaka", "Lima", "Oslo", "Denver", "Kraków", "Hanoi",
+    "Cork", "Tunis", "Quito", "Perth", "Leeds", "Bergen", "Accra", "Tallinn",
+)  # fmt: skip
+# Steps coprime with len(_TASKS) == 48: the first 48 indices of one prompt get distinct tasks.
+_TASK_STEPS = (1, 5, 7, 11, 13, 17, 19, 23)
+_DECODE_USE = re.compile(r"^Intended use:[ \t]*(.+)$", re.M)
+_DECODE_SKILLS = re.compile(r"^Required abilities:[ \t]*(.+)$", re.M)
+
+
 def decode_reply(prompt: str) -> str:
+    """Instructions that are pure functions of the decode prompt (the same prompt, the same
+    list: the dedup stage's exact pass drops a repeat) and that name its use case and skills,
+    so instructions of different metadata are not near duplicates of each other."""
     match = re.search(r"[Gg]enerate (\d+)", prompt)
     n = int(match.group(1)) if match else 10
-    return "\n".join(f"{i}. {_instruction(prompt, i)}" for i in range(1, n + 1))
+    uses, skills = _DECODE_USE.findall(prompt), _DECODE_SKILLS.findall(prompt)
+    use_case = uses[-1].strip() if uses else "General assistance"  # the last: examples come first
+    skill_list = [s.strip() for s in skills[-1].split(",") if s.strip()] if skills else []
+    return "\n".join(
+        f"{i}. {_instruction(prompt, i, use_case, skill_list or ['clear explanation'])}" for i in range(1, n + 1)
+    )
 
 
-def _instruction(prompt: str, i: int) -> str:
-    # A step coprime with len(_TASKS) visits distinct tasks for the first 16 indices.
-    start, step = stable_hash(prompt, "task"), 1 + 2 * (stable_hash(prompt, "step") % 8)
+def _instruction(prompt: str, i: int, use_case: str, skills: list[str]) -> str:
+    start, step = stable_hash(prompt, "task"), _TASK_STEPS[stable_hash(prompt, "step") % len(_TASK_STEPS)]
     task = _TASKS[(start + i * step) % len(_TASKS)]
     audience = _pick(_AUDIENCES, prompt, str(i), "audience")
-    return f"{task} {audience} (case {_tag(prompt)}-{i})."
+    place = _pick(_PLACES, prompt, str(i), "place")
+    city = _pick(_CITIES, prompt, str(i), "city")
+    first, second = skills[i % len(skills)], skills[(i + 1) % len(skills)]
+    drawing_on = first if first == second else f"{first} and {second}"
+    return f"{use_case}: {task} {place} in {city} {audience}, drawing on {drawing_on} (case {_tag(prompt)}-{i})."
 
 
 def encode_reply(prompt: str) -> str:
