@@ -47,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"codeclm report: {exc}", file=sys.stderr)
         return 2
-    html_path, json_path, summary = write_report(
-        settings, Path(args.out), since=since, until=until, embeddings=not args.no_embeddings
-    )
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        html_path, json_path, summary = write_report(
+            settings, Path(args.out), since=since, until=until, embeddings=not args.no_embeddings
+        )
+    except KafkaConnectionError as exc:
+        print(f"codeclm report: cannot read the topics from {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {html_path}\nwrote {json_path}")
     for line in headlines(summary):
         print(f"  {line}")

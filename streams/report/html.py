@@ -32,11 +32,15 @@ section { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; paddi
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #eceff3; text-align: right; }
 th { background: #f2f4f7; font-weight: 600; }
-td.l, th.l { text-align: left; }
+.l { text-align: left; }
 .note { color: #666; font-size: 13px; }
 .na { color: #a33; }
 .plot svg { max-width: 100%; height: auto; }
-.row { display: flex; gap: 24px; flex-wrap: wrap; align-items: flex-start; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; align-items: start; }
+.grid > section { margin-top: 18px; }
+.grid > div > h3 { margin-top: 14px; }
+details summary { cursor: pointer; color: #555; font-size: 13px; margin: 4px 0; }
+@media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
 """
 
 FIELD_TITLES = {
@@ -60,10 +64,8 @@ def render(report: Report, *, topic_prefix: str, generated_at: float) -> str:
         f"generated {escape(_when(generated_at))}</div>",
         _cards(report),
         _distributions(report),
-        _diversity(report),
-        _gap(report),
-        _iterations(report),
-        _duplicates(report),
+        _grid([_gap(report), _iterations(report)]),
+        _grid([_diversity(report), _duplicates(report)]),
         _stages(report),
         _dead_letters(report),
         "</main></body></html>",
@@ -86,8 +88,8 @@ def _cards(r: Report) -> str:
             "accepted at iteration 1",
             f"the paper: over {its.paper_first_iteration_share:.0%}",
         ),
-        (_num(js.get("use_case")), "JS divergence, use cases", "0 = same mix as the seeds, 1 = disjoint"),
-        (_num(js.get("skills")), "JS divergence, skills", "seeds vs accepted pairs"),
+        (_num(js.get("use_case")), "JS divergence, use cases", "0: same mix as the seeds"),
+        (_num(js.get("skills")), "JS divergence, skills", "1: no label in common"),
         (_num(div.distinct_2), "distinct-2 of accepted", f"distinct-1 {_num(div.distinct_1)}"),
         (
             _pct(div.near_duplicate_rate),
@@ -113,10 +115,8 @@ def _distributions(r: Report) -> str:
     )
     if not r.rich_metadata:
         intro += " Domain, difficulty and format constraints: not extracted in this run (pipeline.rich_metadata off)."
-    blocks = [f"<h2>Distribution match: seeds vs accepted pairs</h2><p class='note'>{escape(intro)}</p>"]
-    for dist in r.distributions:
-        blocks.append(_distribution(dist))
-    return _section(blocks)
+    head = f"<h2>Distribution match: seeds vs accepted pairs</h2><p class='note'>{escape(intro)}</p>"
+    return _section([head, _grid([_distribution(d) for d in r.distributions], tag="div")])
 
 
 def _distribution(dist: Distribution) -> str:
@@ -127,22 +127,14 @@ def _distribution(dist: Distribution) -> str:
     seed_total, pair_total = sum(dist.seeds.values()) or 1, sum(dist.accepted.values()) or 1
     labels = list(dict.fromkeys([*dist.seeds, *dist.accepted]))
     rows = [
-        (label, dist.seeds.get(label, 0), dist.seeds.get(label, 0) / seed_total,
-         dist.accepted.get(label, 0), dist.accepted.get(label, 0) / pair_total)
+        [label, _int(dist.seeds.get(label, 0)), _pct(dist.seeds.get(label, 0) / seed_total),
+         _int(dist.accepted.get(label, 0)), _pct(dist.accepted.get(label, 0) / pair_total)]
         for label in labels
     ]  # fmt: skip
-    table = _table(
-        ["label", "seeds", "share", "accepted", "share"],
-        [[label, _int(s), _pct(sp), _int(a), _pct(ap)] for label, s, sp, a, ap in rows[:MAX_TABLE_ROWS]],
-    )
-    more = (
-        f"<p class='note'>{len(rows) - MAX_TABLE_ROWS} more labels in report.json</p>"
-        if len(rows) > MAX_TABLE_ROWS
-        else ""
-    )
-    return (
-        head + f"<div class='row'><div class='plot'>{plots.distribution_plot(dist)}</div><div>{table}{more}</div></div>"
-    )
+    more = f" (first {MAX_TABLE_ROWS}; all in report.json)" if len(rows) > MAX_TABLE_ROWS else ""
+    table = _table(["label", "seeds", "share", "accepted", "share"], rows[:MAX_TABLE_ROWS], "lrrrr")
+    counts = f"<details><summary>counts of {len(rows)} labels{more}</summary>{table}</details>"
+    return f"<div>{head}<div class='plot'>{plots.distribution_plot(dist)}</div>{counts}</div>"
 
 
 def _diversity(r: Report) -> str:
@@ -163,7 +155,7 @@ def _diversity(r: Report) -> str:
             f"share whose nearest other accepted instruction has cosine >= {d.similarity_threshold:g}",
         ],
     ]
-    blocks = ["<h2>Diversity of accepted instructions</h2>", _table(["figure", "value", "what it is"], rows)]
+    blocks = ["<h2>Diversity of accepted instructions</h2>", _table(["figure", "value", "what it is"], rows, "lrl")]
     if d.nearest_similarity:
         blocks.append(f"<div class='plot'>{plots.nearest_plot(d.nearest_similarity, d.similarity_threshold)}</div>")
     return _section(blocks)
@@ -191,19 +183,25 @@ def _iterations(r: Report) -> str:
     blocks = ["<h2>Accepted, retried and rejected per iteration</h2>", f"<p class='note'>{escape(share)}</p>"]
     if rows:
         table = _table(["iteration", "accepted", "retried", "rejected"], rows)
-        blocks.append(f"<div class='row'><div class='plot'>{plots.iterations_plot(its)}</div><div>{table}</div></div>")
+        blocks.append(f"<div class='plot'>{plots.iterations_plot(its)}</div>{table}")
     return _section(blocks)
 
 
 def _duplicates(r: Report) -> str:
     d = r.duplicates
-    rows = [[method, _int(n)] for method, n in d.by_method.items()] or [["(none dropped)", "0"]]
-    text = (
-        f"{_int(d.dropped)} basic instructions dropped before contrast. Finished roots (accepted or rejected) spent "
-        f"{_int(d.calls_after_decode)} contrast and tailor calls, {_num(d.calls_per_finished_root, 1)} per root, so "
-        f"the dropped ones saved about {_num(d.calls_saved_estimate, 0)} LLM calls. This is an estimate: a dropped "
-        "instruction might have needed fewer or more iterations than the average."
+    spent = (
+        f"Finished roots (accepted or rejected) spent {_int(d.calls_after_decode)} contrast and tailor calls, "
+        f"{_num(d.calls_per_finished_root, 1)} per root."
     )
+    if not d.dropped:
+        text = f"No basic instruction was dropped as a duplicate before contrast in this run. {spent}"
+        return _section(["<h2>Near-duplicates dropped</h2>", f"<p class='note'>{escape(text)}</p>"])
+    text = (
+        f"{_int(d.dropped)} basic instructions dropped before contrast. {spent} So the dropped ones saved about "
+        f"{_num(d.calls_saved_estimate, 0)} LLM calls: an estimate, as a dropped instruction might have needed "
+        "fewer or more iterations than the average."
+    )
+    rows = [[method, _int(n)] for method, n in d.by_method.items()]
     return _section(
         ["<h2>Near-duplicates dropped</h2>", f"<p class='note'>{escape(text)}</p>", _table(["method", "dropped"], rows)]
     )
@@ -247,7 +245,7 @@ def _dead_letters(r: Report) -> str:
         [
             "<h2>Dead letters</h2>",
             f"<p class='note'>{escape(note)}</p>",
-            _table(["stage", "error class", "reason", "count"], rows),
+            _table(["stage", "error class", "reason", "count"], rows, "lllr"),
         ]
     )
 
@@ -259,20 +257,21 @@ def _section(blocks: Iterable[str]) -> str:
     return "<section>" + "\n".join(blocks) + "</section>"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """First column left-aligned (a name), the rest right-aligned (figures)."""
-    th = "".join(f"<th class='{'l' if i == 0 else ''}'>{escape(h)}</th>" for i, h in enumerate(head))
+def _grid(blocks: Iterable[str], tag: str = "div") -> str:
+    """Blocks two to a row (one on a narrow screen)."""
+    return f"<{tag} class='grid'>" + "\n".join(blocks) + f"</{tag}>"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """`align`: one letter per column, l or r; by default the first column (a name) left, the rest
+    (figures) right."""
+    align = align or "l" + "r" * (len(head) - 1)
+    th = "".join(f"<th class='{a}'>{escape(h)}</th>" for h, a in zip(head, align, strict=True))
     body = "".join(
-        "<tr>"
-        + "".join(f"<td class='{'l' if i == 0 or not _numeric(c) else ''}'>{escape(c)}</td>" for i, c in enumerate(row))
-        + "</tr>"
+        "<tr>" + "".join(f"<td class='{a}'>{escape(c)}</td>" for c, a in zip(row, align, strict=True)) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _numeric(cell: str) -> bool:
-    return bool(cell) and (cell[0].isdigit() or cell in ("—",) or cell[:1] in "-≈")
 
 
 def _embedding_note(r: Report) -> str | None:

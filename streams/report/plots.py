@@ -63,20 +63,20 @@ def distribution_plot(dist: Distribution) -> str:
         shown = [*shown, f"other ({len(rest)})"]
         seeds.append(100 - sum(seeds))
         accepted.append(100 - sum(accepted) if dist.accepted else 0)
-    fig, ax = _figure(7.5, 0.9 + 0.36 * len(shown))
+    fig, ax = _figure(5.0, 1.0 + 0.3 * len(shown))
     y = range(len(shown))
     ax.barh([i - 0.2 for i in y], seeds, height=0.4, color=SEEDS_COLOUR, label="seeds")
     ax.barh([i + 0.2 for i in y], accepted, height=0.4, color=ACCEPTED_COLOUR, label="accepted pairs")
-    ax.set_yticks(list(y), [_cut(label, 38) for label in shown])
+    ax.set_yticks(list(y), [_cut(label, 30) for label in shown])
     ax.invert_yaxis()
     ax.set_xlabel("share (%)")
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc="lower right", frameon=False, fontsize="small")
     return to_svg(fig, f"dist-{dist.name}")
 
 
 def gap_plot(gap: GapHistogram) -> str:
     """Histogram of the score gap; the band |gap| <= threshold (sent back to tailor) shaded."""
-    fig, ax = _figure(7.5, 3.2)
+    fig, ax = _figure(5.2, 3.2)
     width = gap.bins[0]["hi"] - gap.bins[0]["lo"] if gap.bins else 0.5
     centres = [(b["lo"] + b["hi"]) / 2 for b in gap.bins]
     colours = [KEPT_COLOUR if abs(c) > gap.threshold else RETRIED_COLOUR for c in centres]
@@ -86,12 +86,13 @@ def gap_plot(gap: GapHistogram) -> str:
         ax.axvline(x, color="#333333", linestyle="--", linewidth=1)
     ax.set_xlabel("gap = S(strong) - S(target)")
     ax.set_ylabel("scored pairs")
-    ax.legend(loc="upper left", frameon=False)
+    ax.set_ylim(top=max([b["count"] for b in gap.bins] + [1]) * 1.2)  # room for the legend
+    ax.legend(loc="upper left", frameon=False, fontsize="small")
     return to_svg(fig, "gap")
 
 
 def iterations_plot(its: Iterations) -> str:
-    fig, ax = _figure(7.5, 3.0)
+    fig, ax = _figure(5.2, 3.2)
     x = [row.iteration for row in its.rows]
     for offset, (name, colour, values) in zip(
         (-0.27, 0.0, 0.27),
@@ -106,7 +107,7 @@ def iterations_plot(its: Iterations) -> str:
     ax.set_xticks(x, [str(i) for i in x])
     ax.set_xlabel("Self-Rubrics iteration (1 = basic instruction)")
     ax.set_ylabel("instructions")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize="small")
     return to_svg(fig, "iterations")
 
 
@@ -120,12 +121,17 @@ def stages_plot(stages: Sequence[StageCost]) -> str:
     calls_ax.set_xticks(x, names)
     calls_ax.set_ylabel("LLM calls")
     calls_ax.legend(frameon=False)
-    for offset, name in zip((-0.27, 0.0, 0.27), ("mean", "p50", "p95"), strict=True):
+    highest = 1.0
+    for offset, name, colour in zip(
+        (-0.27, 0.0, 0.27), ("mean", "p50", "p95"), ("#a1c9f4", SEEDS_COLOUR, "#1f3b73"), strict=True
+    ):
         values = [getattr(s, f"latency_ms_{name}") or 0 for s in stages]
-        latency_ax.bar([i + offset for i in x], values, width=0.27, label=name)
+        highest = max(highest, *values)
+        latency_ax.bar([i + offset for i in x], values, width=0.27, color=colour, label=name)
     latency_ax.set_xticks(x, names)
     latency_ax.set_ylabel("latency per call (ms)")
-    latency_ax.legend(frameon=False)
+    latency_ax.set_ylim(top=highest * 1.25)  # room for the legend above the bars
+    latency_ax.legend(frameon=False, ncol=3, loc="upper center", fontsize="small")
     for ax in (calls_ax, latency_ax):
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
@@ -134,14 +140,14 @@ def stages_plot(stages: Sequence[StageCost]) -> str:
 
 def nearest_plot(nearest: Sequence[float], threshold: float) -> str:
     """Each accepted instruction's cosine similarity to its nearest other accepted instruction."""
-    fig, ax = _figure(7.5, 2.8)
+    fig, ax = _figure(5.2, 2.8)
     ax.hist(list(nearest), bins=40, range=(min(0.0, *nearest), 1.0), color=SEEDS_COLOUR)
     ax.axvline(
         threshold, color=REJECTED_COLOUR, linestyle="--", linewidth=1, label=f"near duplicate (>= {threshold:g})"
     )
     ax.set_xlabel("cosine similarity to the nearest other accepted instruction")
     ax.set_ylabel("instructions")
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="upper left", frameon=False, fontsize="small")
     return to_svg(fig, "nearest")
 
 
