@@ -451,3 +451,30 @@ def test_json_summary_has_every_section():
     assert data["overview"]["seeds"] == 1
     assert "nearest_similarity" not in data["diversity"]
     assert figures.REPORT_TOPICS[0] == "seeds"
+
+
+# -- the page ------------------------------------------------------------------------------
+
+
+def test_page_of_an_empty_run_renders_with_no_figures_made_up():
+    from streams.report.html import render
+
+    page = render(report([]), topic_prefix="empty.", generated_at=T0)
+    assert "no scored pairs" in page and "no labels in this run" in page
+    assert NOT_COMPUTED_EMBEDDINGS in page
+
+
+def test_page_escapes_what_the_llm_wrote_and_links_nothing_outside():
+    from streams.report.html import render
+
+    evil = meta("<script>alert(1)</script>", "<img src=http://x/y.png>")
+    records = [
+        ("metadata", metadata_record("s1", evil)),
+        ("accepted", accepted("r1", 1, evil)),
+        ("scored", scored("r1", 1, 5.0)),
+        ("deadletter", dead(1, "encode", "<b>bad</b>")),
+    ]
+    page = render(report(records), topic_prefix="t.", generated_at=T0)
+    assert "<script>" not in page and "<img" not in page and "<b>bad" not in page
+    assert "&lt;script&gt;" in page
+    assert page.count("<svg") == 5  # use cases, skills, gap, iterations, stages
