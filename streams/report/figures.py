@@ -151,7 +151,8 @@ class DeadLetterRow:
 class Overview:
     seeds: int
     metadata: int
-    basic_instructions: int
+    decoded_instructions: int  # basic instructions decode made (kept or dropped as duplicates)
+    basic_instructions: int  # those that went on to contrast
     scored: int
     accepted: int
     rejected: int
@@ -431,6 +432,7 @@ def compute(
     dropped = _of(by_topic, "duplicates", DuplicateInstruction)
     letters = _of(by_topic, "deadletter", DeadLetter)
     basic = _of(by_topic, "basic", Instruction)
+    decoded = _of(by_topic, "decoded", Instruction)
 
     seed_meta = [m.metadata for m in metadata]
     pair_meta = [p.metadata for p in accepted]
@@ -446,6 +448,7 @@ def compute(
     overview = Overview(
         seeds=len(by_topic.get("seeds", {})),
         metadata=len(metadata),
+        decoded_instructions=len({i.root_id for i in [*decoded, *basic]} | {d.root_id for d in dropped}),
         basic_instructions=len({i.root_id for i in basic}),
         scored=len(scored),
         accepted=len(accepted),

@@ -96,7 +96,7 @@ def _cards(r: Report) -> str:
             "near-duplicate rate",
             _embedding_note(r) or f"cosine >= {div.similarity_threshold:g}",
         ),
-        (_int(dup.dropped), "duplicates dropped", saved),
+        (_int(dup.dropped), "duplicates dropped", saved or f"of {_int(o.decoded_instructions)} decoded instructions"),
         (_int(o.llm_calls), "LLM calls", f"{_int(sum(s.cached_calls for s in r.stages))} more from the cache"),
         (_int(o.dead_letters), "dead letters", ""),
     ]

@@ -478,3 +478,10 @@ def test_page_escapes_what_the_llm_wrote_and_links_nothing_outside():
     assert "<script>" not in page and "<img" not in page and "<b>bad" not in page
     assert "&lt;script&gt;" in page
     assert page.count("<svg") == 5  # use cases, skills, gap, iterations, stages
+
+
+def test_decoded_instructions_count_kept_and_dropped_roots_once():
+    root = instruction("r1")
+    records = [("decoded", root), ("basic", root), ("decoded", instruction("r2")), ("duplicates", duplicate("r2"))]
+    o = report(records).overview
+    assert (o.decoded_instructions, o.basic_instructions, o.duplicates) == (2, 1, 1)
