@@ -64,6 +64,7 @@ CALL_TOPICS = ("metadata", "decoded", "basic", "tailored", "scored")
 PAPER_FIRST_ITERATION_SHARE = 0.70  # CodecLM: over 70% of kept pairs come from iteration 1
 NOT_COMPUTED_EMBEDDINGS = "not computed: install the neardup extra"
 RICH_FIELDS = ("domain", "difficulty", "format_constraints")
+DUPLICATE_EXAMPLES = 5
 NONE_LABEL = "(none)"
 
 Embed = Callable[[list[str]], Any]  # texts -> ndarray (n, d) of L2-normalised rows
@@ -125,6 +126,8 @@ class Duplicates:
     calls_per_finished_root: float | None
     calls_saved_estimate: float | None  # dropped x calls_per_finished_root
     estimate_note: str = "estimate: duplicates dropped x contrast and tailor calls per finished root in this run"
+    # The drops closest to the threshold (least similar first): what to read to judge the threshold.
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -394,6 +397,15 @@ def duplicates(
         calls_after_decode=spent,
         calls_per_finished_root=per_root,
         calls_saved_estimate=len(dropped) * per_root if per_root is not None else None,
+        examples=[
+            {
+                "instruction": d.instruction,
+                "duplicate_of": d.duplicate_of_text,
+                "similarity": d.similarity,
+                "method": d.method,
+            }
+            for d in sorted(dropped, key=lambda d: (d.similarity, d.id))[:DUPLICATE_EXAMPLES]
+        ],
     )
 
 

@@ -202,8 +202,15 @@ def _duplicates(r: Report) -> str:
         "fewer or more iterations than the average."
     )
     rows = [[method, _int(n)] for method, n in d.by_method.items()]
+    examples = [[_cut(e["instruction"], 90), _cut(e["duplicate_of"], 90), _num(e["similarity"], 3)] for e in d.examples]
     return _section(
-        ["<h2>Near-duplicates dropped</h2>", f"<p class='note'>{escape(text)}</p>", _table(["method", "dropped"], rows)]
+        [
+            "<h2>Near-duplicates dropped</h2>",
+            f"<p class='note'>{escape(text)}</p>",
+            _table(["method", "dropped"], rows),
+            "<p class='note'>The least similar drops, the ones to read when judging the threshold:</p>",
+            _table(["dropped", "too similar to", "cosine"], examples, "llr"),
+        ]
     )
 
 
@@ -272,6 +279,11 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") 
         for row in rows
     )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _embedding_note(r: Report) -> str | None:
