@@ -181,7 +181,7 @@ async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
         ),
     )
     instructions = build_instructions(metadata, decoded.value, rubrics.value, (decoded.call, rubrics.call))
-    return [Emit("basic", instruction) for instruction in instructions]
+    return [Emit("decoded", instruction) for instruction in instructions]
 
 
 def _is_instruction(item: str) -> bool:

@@ -62,6 +62,11 @@ class MiniLMEmbedder:
             k: v.astype(np.float32) for k, v in load_file(str(directory / "model.safetensors")).items()
         }
         self.dimension = int(self.weights["embeddings.word_embeddings.weight"].shape[1])
+        self._transposed = {
+            name.removesuffix(".weight"): np.ascontiguousarray(w.T)
+            for name, w in self.weights.items()
+            if name.startswith("encoder.") and name.endswith(".weight") and w.ndim == 2
+        }
         tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         # tokenizer.json pads and truncates to 128; sentence-transformers truncates at the
         # model's max_seq_length (256) and pads each batch to its longest text.
@@ -125,7 +130,12 @@ class MiniLMEmbedder:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def _dense(self, x: Any, name: str) -> Any:
-        return x @ self.weights[name + ".weight"].T + self.weights[name + ".bias"]
+        # One 2-D product against the pre-transposed, contiguous weight: BLAS's fast path
+        # (a 3-D array times a transposed view loops far slower).
+        weight = self._transposed[name]
+        return (x.reshape(-1, x.shape[-1]) @ weight).reshape(*x.shape[:-1], weight.shape[1]) + self.weights[
+            name + ".bias"
+        ]
 
     def _layer_norm(self, x: Any, name: str) -> Any:
         import numpy as np

@@ -46,6 +46,10 @@ class NearDupIndex:
     def __contains__(self, instruction_id: str) -> bool:
         return instruction_id in self._by_id
 
+    def has_text(self, text: str) -> bool:
+        """Whether an instruction with this text (case and white space aside) is kept."""
+        return text_key(text) in self._by_key
+
     def check(self, instruction_id: str, text: str, vector: Any = None) -> Match | None:
         """The kept instruction this one duplicates, or None to keep it. An id already kept is
         kept again: a replay (ids are deterministic) must not become its own duplicate."""

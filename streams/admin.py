@@ -7,6 +7,7 @@ Kafka 4.x; faust's own topic declaration does not work against Kafka 4 (it logs 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -15,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.settings import KafkaSettings, Settings
 from streams.topics import TOPICS
+
+log = logging.getLogger("codeclm.admin")
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
@@ -77,10 +80,18 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         created = await _create_missing(admin, settings)
         names = [settings.topic(t.name) for t in TOPICS]
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(await topic_partitions(admin, names)) < len(names):
+        while len(counts := await topic_partitions(admin, names)) < len(names):
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(f"topics {names} have no leader after {timeout:.0f}s")
             await asyncio.sleep(0.1)
+        for t in TOPICS:
+            if t.partitions is not None and counts[settings.topic(t.name)] != t.partitions:
+                log.warning(
+                    "topic %s has %d partitions where the pipeline expects %d (created by hand or by an older version?)",
+                    settings.topic(t.name),
+                    counts[settings.topic(t.name)],
+                    t.partitions,
+                )
         return created
     finally:
         await admin.close()
@@ -89,7 +100,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
 async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     existing = set(await admin.list_topics())
     missing = [
-        NewTopic(settings.topic(t.name), settings.kafka.partitions, settings.kafka.replication_factor)
+        NewTopic(settings.topic(t.name), t.partitions or settings.kafka.partitions, settings.kafka.replication_factor)
         for t in TOPICS
         if settings.topic(t.name) not in existing
     ]

@@ -1,6 +1,7 @@
 """Conservation of a run, from the records on the topics (streams/ledger.py does the counting):
 every seed produced metadata and its basic instructions or was dead-lettered whole, and every
-basic instruction ended in exactly one verdict (accepted or rejected) or a dead letter.
+basic instruction ended in exactly one verdict (accepted, rejected, or dropped by dedup as a
+duplicate) or a dead letter.
 Anything else is named as missing. A dead letter later resolved by a replay (the same root or
 seed now has a verdict) counts as resolved, not as a second ending."""
 
@@ -11,8 +12,9 @@ from dataclasses import dataclass, field
 
 from schemas import Metadata, Record, Seed
 from streams.ledger import Ledger
+from streams.topics import CONSERVATION_TOPICS
 
-AUDIT_TOPICS = ("seeds", "metadata", "basic", "accepted", "rejected", "deadletter")
+AUDIT_TOPICS = ("seeds", "metadata", *CONSERVATION_TOPICS)
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Audit:
     instructions: int = 0
     accepted: int = 0
     rejected: int = 0
+    duplicates: int = 0  # dropped by dedup before contrast
     dead_lettered: int = 0  # instructions whose only ending is a dead letter
     seeds_dead: int = 0  # seeds dead-lettered whole (encode or decode)
     resolved_by_replay: int = 0  # dead letters whose record has a verdict since
@@ -46,10 +49,12 @@ def audit(records: Iterable[tuple[str, Record]], seed_ids: set[str] | None = Non
     result = Audit(seeds=len(wanted), unattributed_dead=ledger.unattributed_dead)
     for seed_id in sorted(wanted):
         account = ledger.account(seed_id)
-        verdicts = set(account.accepted) | account.rejected
+        duplicates = set(account.duplicates)
+        verdicts = set(account.accepted) | account.rejected | duplicates
         result.instructions += len(account.generated)
         result.accepted += len(set(account.accepted) & account.generated)
         result.rejected += len(account.rejected & account.generated)
+        result.duplicates += len(duplicates & account.generated)
         result.dead_lettered += len((account.dead - verdicts) & account.generated)
         result.resolved_by_replay += len(account.dead & verdicts)
         if account.seed_dead_reason is not None:
@@ -68,22 +73,25 @@ def audit(records: Iterable[tuple[str, Record]], seed_ids: set[str] | None = Non
         if account.expected is not None and len(account.generated) < account.expected:
             result.missing.append(
                 f"{seed_id}: {account.expected - len(account.generated)} of {account.expected} basic instructions "
-                "never reached the basic topic"
+                "never reached the decoded topic"
             )
-        both = set(account.accepted) & account.rejected
-        for root in sorted(both):
-            result.missing.append(f"{seed_id}: instruction {root} was both accepted and rejected")
+        endings = {"accepted": set(account.accepted), "rejected": account.rejected, "a duplicate": duplicates}
+        for root in sorted(verdicts):
+            had = [name for name, roots in endings.items() if root in roots]
+            if len(had) > 1:
+                result.missing.append(f"{seed_id}: instruction {root} was both {' and '.join(had)}")
         for root in sorted(account.generated - verdicts - account.dead):
             result.missing.append(f"{seed_id}: instruction {root} has no verdict and no dead letter")
         for root in sorted((verdicts | account.dead) - account.generated):
-            result.missing.append(f"{seed_id}: a verdict for {root}, an instruction never seen on the basic topic")
+            result.missing.append(f"{seed_id}: a verdict for {root}, an instruction never seen on the decoded topic")
     return result
 
 
 def render(result: Audit) -> str:
     lines = [
         f"{result.seeds} seeds ({result.seeds_dead} dead-lettered whole), {result.instructions} instructions: "
-        f"{result.accepted} accepted, {result.rejected} rejected, {result.dead_lettered} dead-lettered",
+        f"{result.accepted} accepted, {result.rejected} rejected, {result.duplicates} duplicates, "
+        f"{result.dead_lettered} dead-lettered",
     ]
     if result.resolved_by_replay:
         lines.append(f"{result.resolved_by_replay} dead letters resolved by a replay")

@@ -25,6 +25,7 @@ from streams.feed import BadLine, produce_seeds, read_seeds
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import Settings, overlay, settings_env
+from streams.topics import CONSERVATION_TOPICS
 
 # A 135M model on two CPU cores answers ~130 tokens/s, one request at a time.
 DEMO_PIPELINE = {
@@ -201,7 +202,7 @@ async def feed_and_follow(
             raise RuntimeError(f"the worker exited with {worker.returncode}; see its log")
         return reported >= wanted
 
-    return await follow_until(settings, ("basic", "accepted", "rejected", "deadletter"), on_record, done, timeout)
+    return await follow_until(settings, CONSERVATION_TOPICS, on_record, done, timeout)
 
 
 def print_pair(pair: AcceptedPair) -> None:
@@ -216,12 +217,14 @@ def print_summary(ledger: Ledger, wanted: set[str], elapsed: float) -> None:
     generated = sum(len(a.generated) for a in accounts)
     accepted = sum(len(a.accepted) for a in accounts)
     rejected = sum(len(a.rejected) for a in accounts)
+    duplicates = sum(len(a.duplicates) for a in accounts)
     dead = sum(len(a.dead) for a in accounts)
     seeds_dead = sum(1 for a in accounts if a.seed_dead_reason)
     complete = sum(1 for a in accounts if a.complete)
     print(
         f"\n{complete}/{len(wanted)} seeds finished in {elapsed:.0f}s: {generated} instructions generated = "
-        f"{accepted} accepted + {rejected} rejected + {dead} dead-lettered; {seeds_dead} seeds dead-lettered whole"
+        f"{accepted} accepted + {rejected} rejected + {duplicates} dropped as duplicates + {dead} dead-lettered; "
+        f"{seeds_dead} seeds dead-lettered whole"
     )
     for account in accounts:
         if not account.complete:

@@ -1,9 +1,10 @@
 """Conservation accounting: does every seed end in terminal records that can be counted?
 
-Pure bookkeeping fed with records read from the topics (duplicates from replays are fine:
+Pure bookkeeping fed with records read from the topics (copies from replays are fine:
 everything is counted by id). A seed is complete when it was dead-lettered whole (encode or
 decode failed), or when decode's `siblings` basic instructions all have a verdict: accepted,
-rejected or dead-lettered.
+rejected, dropped as a duplicate, or dead-lettered. Feed it streams.topics.CONSERVATION_TOPICS:
+`decoded` holds every basic instruction, `basic` only those dedup kept.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from schemas import AcceptedPair, DeadLetter, Instruction, Record, RejectedInstruction, Seed
+from schemas import AcceptedPair, DeadLetter, DuplicateInstruction, Instruction, Record, RejectedInstruction, Seed
 
 
 @dataclass
@@ -19,15 +20,16 @@ class SeedAccount:
     seed_id: str
     text: str | None = None
     expected: int | None = None  # basic instructions decode said it made (siblings)
-    generated: set[str] = field(default_factory=set)  # root ids seen on `basic`
+    generated: set[str] = field(default_factory=set)  # root ids seen on `decoded` (or `basic`)
     accepted: dict[str, AcceptedPair] = field(default_factory=dict)  # by root id
     rejected: set[str] = field(default_factory=set)
+    duplicates: dict[str, DuplicateInstruction] = field(default_factory=dict)  # by root id (dedup)
     dead: set[str] = field(default_factory=set)
     seed_dead_reason: str | None = None  # encode or decode failed: no instructions at all
 
     @property
     def terminal(self) -> set[str]:
-        return set(self.accepted) | self.rejected | self.dead
+        return set(self.accepted) | self.rejected | set(self.duplicates) | self.dead
 
     @property
     def complete(self) -> bool:
@@ -37,15 +39,17 @@ class SeedAccount:
 
     @property
     def balanced(self) -> bool:
-        """generated == accepted + rejected + dead-lettered, and no root has two verdicts."""
-        return self.generated == self.terminal and len(self.generated) == len(self.accepted) + len(self.rejected) + len(
-            self.dead
-        )
+        """generated == accepted + rejected + duplicates + dead-lettered, and no root has two verdicts."""
+        endings = len(self.accepted) + len(self.rejected) + len(self.duplicates) + len(self.dead)
+        return self.generated == self.terminal and len(self.generated) == endings
 
     def summary(self) -> str:
         if self.seed_dead_reason is not None:
             return f"dead-lettered whole: {self.seed_dead_reason}"
-        return f"{len(self.generated)} instructions: {len(self.accepted)} accepted, {len(self.rejected)} rejected, {len(self.dead)} dead-lettered"
+        return (
+            f"{len(self.generated)} instructions: {len(self.accepted)} accepted, {len(self.rejected)} rejected, "
+            f"{len(self.duplicates)} duplicates, {len(self.dead)} dead-lettered"
+        )
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Ledger:
             account.accepted[record.root_id] = record
         elif isinstance(record, RejectedInstruction):
             account.rejected.add(record.root_id)
+        elif isinstance(record, DuplicateInstruction):
+            account.duplicates[record.root_id] = record
         elif isinstance(record, DeadLetter):
             if record.root_id is not None:
                 account.dead.add(record.root_id)

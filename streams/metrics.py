@@ -41,6 +41,16 @@ LLM_TOKENS = Counter(
 )
 LLM_IN_FLIGHT = Gauge("codeclm_llm_in_flight", "LLM requests sent and not yet answered", ["role"], registry=REGISTRY)
 
+DEDUP_DECISIONS = Counter(
+    "codeclm_dedup_decisions_total",
+    "dedup decisions on basic instructions: kept, or dropped by method (exact, embedding)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+DEDUP_INDEX_SIZE = Gauge(
+    "codeclm_dedup_index_size", "Kept instructions the dedup stage compares each new one with", registry=REGISTRY
+)
+
 VERDICT_OF_TOPIC = {"accepted": "accept", "retry": "retry", "rejected": "reject"}
 
 

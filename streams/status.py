@@ -27,6 +27,7 @@ class WorkerFigures:
     dead_lettered: dict[str, float] = field(default_factory=dict)
     in_flight: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, float] = field(default_factory=dict)  # accept, retry, reject
+    dedup: dict[str, float] = field(default_factory=dict)  # kept, exact, embedding
     llm_requests: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> outcome -> count
     llm_failures: dict[str, float] = field(default_factory=dict)  # role -> calls failed after retries
     tokens: dict[str, float] = field(default_factory=dict)  # prompt, completion
@@ -55,6 +56,8 @@ def parse_metrics(text: str, taken_at: float) -> WorkerFigures:
                 figures.in_flight[labels["stage"]] = value
             elif s.name == "codeclm_verdicts_total":
                 figures.verdicts[labels["verdict"]] = value
+            elif s.name == "codeclm_dedup_decisions_total":
+                figures.dedup[labels["outcome"]] = value
             elif s.name == "codeclm_llm_requests_total":
                 requests[labels["role"]][labels["outcome"]] = value
             elif s.name == "codeclm_llm_failures_total":
@@ -130,6 +133,13 @@ def render_status(
             f"pairs accepted {_count(v.get('accept', 0))}   rejected {_count(v.get('reject', 0))}   "
             f"sent back to tailor {_count(v.get('retry', 0))}"
         )
+        if now.dedup:
+            d = now.dedup
+            lines.append(
+                f"dedup kept {_count(d.get('kept', 0))}   dropped as duplicates "
+                f"{_count(d.get('exact', 0) + d.get('embedding', 0))} "
+                f"(exact {_count(d.get('exact', 0))}, near {_count(d.get('embedding', 0))})"
+            )
         total, errors = now.llm_total, now.llm_errors
         by_role = ", ".join(f"{role} {_count(sum(o.values()))}" for role, o in sorted(now.llm_requests.items()))
         error_rate = f"{100 * errors / total:.1f}%" if total else "-"

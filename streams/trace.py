@@ -7,10 +7,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from schemas import AcceptedPair, DeadLetter, Instruction, Metadata, Record, RejectedInstruction, ScoredPair, Seed
+from schemas import (
+    AcceptedPair,
+    DeadLetter,
+    DuplicateInstruction,
+    Instruction,
+    Metadata,
+    Record,
+    RejectedInstruction,
+    ScoredPair,
+    Seed,
+)
 
-# Topics that say something about a seed's tree (the retry topic repeats scored pairs).
-TRACE_TOPICS = ("seeds", "metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
+# Topics that say something about a seed's tree (the retry topic repeats scored pairs;
+# `decoded` holds every basic instruction, `basic` the ones dedup kept).
+TRACE_TOPICS = (
+    "seeds",
+    "metadata",
+    "decoded",
+    "duplicates",
+    "tailored",
+    "scored",
+    "retry",
+    "accepted",
+    "rejected",
+    "deadletter",
+)
 
 
 @dataclass
@@ -22,6 +44,7 @@ class RootTrace:
     retried: set[int] = field(default_factory=set)  # iterations sent back to tailor
     accepted: AcceptedPair | None = None
     rejected: RejectedInstruction | None = None
+    duplicate: DuplicateInstruction | None = None
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -58,6 +81,8 @@ def build(seed_id: str, records: Iterable[tuple[str, Record]]) -> SeedTrace:
             trace.roots.setdefault(record.root_id, RootTrace()).accepted = record
         elif isinstance(record, RejectedInstruction):
             trace.roots.setdefault(record.root_id, RootTrace()).rejected = record
+        elif isinstance(record, DuplicateInstruction):
+            trace.roots.setdefault(record.root_id, RootTrace()).duplicate = record
         elif isinstance(record, DeadLetter):
             if record.root_id:
                 root = trace.roots.setdefault(record.root_id, RootTrace())
@@ -99,6 +124,8 @@ def render(trace: SeedTrace, width: int = 100) -> str:
             lines.append(f"    accepted {a.id} (iteration {a.iteration}, {a.response_source} answer, gap {a.gap:+g})")
         if root.rejected is not None:
             lines.append(f"    rejected: {_cut(root.rejected.reason, width)}")
+        if root.duplicate is not None:
+            lines.append(f"    {_cut(duplicate_reason(root.duplicate), width)}")
         for d in root.dead:
             lines.append(f"    DEAD LETTER ({d.stage}, {d.error_class}): {_cut(d.reason, width)}")
     return "\n".join(lines)
@@ -109,9 +136,16 @@ def verdict_of(root: RootTrace) -> str:
         return "accepted"
     if root.rejected is not None:
         return "rejected"
+    if root.duplicate is not None:
+        return "dropped as a duplicate"
     if root.dead:
         return "dead-lettered"
     return "in progress (no verdict yet)"
+
+
+def duplicate_reason(d: DuplicateInstruction) -> str:
+    how = "same text" if d.method == "exact" else f"cosine {d.similarity:.3f} >= {d.threshold:g}"
+    return f"duplicate of {d.duplicate_of} ({how}): {d.duplicate_of_text}"
 
 
 def _index(root: RootTrace) -> int:

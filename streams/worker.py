@@ -10,6 +10,7 @@ import faust
 
 from streams.admin import ensure_topics
 from streams.app import LLMResources, StageWorker, create_stage_app
+from streams.dedup import DedupService
 from streams.settings import Settings
 from streams.topics import STAGE_INPUTS
 from streams.web import WorkerHTTP
@@ -26,11 +27,14 @@ def build_worker(settings: Settings, stages: tuple[str, ...] = ALL_STAGES) -> fa
     for stage in stages:
         (settings.worker.data_dir / stage).mkdir(parents=True, exist_ok=True)
     resources = LLMResources(settings)
+    # The dedup stage's index and its reader of the basic topic (fails here, at start, when
+    # embeddings are "on" and not installed).
+    dedup = [DedupService(settings)] if "dedup" in stages else []
     apps = [create_stage_app(stage, settings, resources)[0] for stage in stages]
     # /healthz, /metrics, /lag: up before the stages start, down after they stop.
     http = [WorkerHTTP(settings, stages)] if settings.worker.http_enabled else []
     # Dependencies start in order and stop in reverse: the LLM session outlives the stages.
-    worker = StageWorker(apps[0], resources, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
+    worker = StageWorker(apps[0], resources, *dedup, *http, *apps[1:], loglevel=settings.worker.log_level, quiet=True)
     # At log level warn and above faust's terminal spinner turns the root logger to DEBUG, and
     # every debug call on the send path then builds a record (~10% of a stage's CPU).
     worker.spinner = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from streams.cli import add_settings_flags, settings_from_args
 
@@ -15,8 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.dedup import EmbeddingsUnavailable
     from streams.worker import ALL_STAGES, run_worker
 
     settings = settings_from_args(args)
-    run_worker(settings, tuple(args.stage) if args.stage else ALL_STAGES)
+    try:
+        run_worker(settings, tuple(args.stage) if args.stage else ALL_STAGES)
+    except EmbeddingsUnavailable as exc:
+        print(f"codeclm worker: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -10,7 +10,19 @@ from streams.ledger import Ledger
 from streams.reader import read_records
 from streams.settings import Settings
 
-TOPICS = ("seeds", "metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
+TOPICS = (
+    "seeds",
+    "metadata",
+    "decoded",
+    "basic",
+    "duplicates",
+    "tailored",
+    "scored",
+    "retry",
+    "accepted",
+    "rejected",
+    "deadletter",
+)
 
 
 class Progress:

@@ -1,7 +1,8 @@
 """A crash-free reference run of the pipeline, in process and without Kafka: each stage's own
 `process` function, with a ChatModel that answers exactly as the LLM double does (its answers
 are pure functions of model and messages). What the broker pipeline produces for the same seeds
-must match it, id for id, however often its worker was killed."""
+must match it, id for id, however often its worker was killed. (Which of two duplicates dedup
+keeps depends on the order they arrive in, so compare id for id only runs without duplicates.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 
 from agents import contrast, decode, encode, tailor
 from agents import filter as filter_stage
-from agents.base import StageContext, StageFailure
+from agents.base import Emit, StageContext, StageFailure
+from agents.dedup import Deduplicator
 from llm.base import Completion, Message
 from llm.double import answer_for, classify, count_tokens, truncate_words
 from schemas import Record, Seed
+from streams.dedup import embedder
 from streams.settings import Settings
 
 
@@ -42,6 +45,7 @@ class DoubleAnswers:
 STAGE_OF_TOPIC = {
     "seeds": encode.process,
     "metadata": decode.process,
+    "decoded": None,  # dedup: a Deduplicator per run, below
     "basic": contrast.process,
     "tailored": contrast.process,
     "scored": filter_stage.process,
@@ -62,17 +66,21 @@ async def reference_run(settings: Settings, seeds: list[Seed]) -> Reference:
     strong = DoubleAnswers(settings.strong.model)
     target = DoubleAnswers(settings.target.model)
     context = StageContext(strong=strong, target=target, judge=strong, pipeline=settings.pipeline)
+    dedup = Deduplicator(embed=embedder(settings), threshold=settings.dedup.similarity_threshold)
     result = Reference()
     queue: deque[tuple[str, Record]] = deque(("seeds", s) for s in seeds)
     while queue:
         topic, record = queue.popleft()
         result.ids.setdefault(topic, set()).add(record.id)
         result.records.append((topic, record))
-        process = STAGE_OF_TOPIC.get(topic)
-        if process is None:
+        if topic not in STAGE_OF_TOPIC:
             continue
+        process = STAGE_OF_TOPIC[topic]
         try:
-            emits = await process(record, context)  # type: ignore[arg-type]
+            if process is None:
+                emits = [await dedup.decide(record)] if settings.dedup.enabled else [Emit("basic", record)]  # type: ignore[arg-type]
+            else:
+                emits = await process(record, context)  # type: ignore[arg-type]
         except StageFailure as failure:  # the double's answers always parse; say so if not
             raise AssertionError(f"reference run: {topic} {record.id}: {failure.reason}") from failure
         queue.extend((e.topic, e.record) for e in emits)

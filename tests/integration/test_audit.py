@@ -13,6 +13,7 @@ from streams.feed import produce_seeds, seed_from_text
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import overlay, settings_env
+from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ async def test_audit_holds_after_a_run_and_names_what_is_missing(settings, llm_d
     wanted = {s.id for s in seeds}
     assert await follow_until(
         settings,
-        ("basic", "accepted", "rejected", "deadletter"),
+        CONSERVATION_TOPICS,
         ledger.add,
         lambda: not ledger.incomplete(wanted),
         120,

@@ -25,6 +25,7 @@ from streams.lag import lag_report
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import overlay, settings_env
+from streams.topics import CONSERVATION_TOPICS
 from tests.integration.kafka_tool import CONSOLE_CONSUMER, run_kafka_tool
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -196,7 +197,7 @@ async def test_export_groups_attach_and_detach_while_the_pipeline_runs(
         assert worker.popen.poll() is None, worker.tail()
         return not ledger.incomplete({s.id for s in seeds})
 
-    assert await follow_until(settings, ("basic", "accepted", "rejected", "deadletter"), ledger.add, done, 180)
+    assert await follow_until(settings, CONSERVATION_TOPICS, ledger.add, done, 180)
     accepted = {p.id for account in ledger.seeds.values() for p in account.accepted.values()}
     assert accepted and all(ledger.account(s.id).balanced for s in seeds)
 

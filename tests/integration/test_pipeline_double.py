@@ -16,6 +16,7 @@ from streams.feed import BadLine, produce_seeds, read_seeds
 from streams.ledger import Ledger
 from streams.reader import follow_until, read_records
 from streams.settings import overlay
+from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -43,9 +44,7 @@ async def test_twenty_seeds_end_in_accepted_rejected_or_dead_letters(settings, l
         assert worker.popen.poll() is None, f"worker died:\n{worker.tail()}"
         return not ledger.incomplete(wanted)
 
-    finished = await follow_until(
-        settings, ("basic", "accepted", "rejected", "deadletter"), ledger.add, done, timeout=300
-    )
+    finished = await follow_until(settings, CONSERVATION_TOPICS, ledger.add, done, timeout=300)
     assert finished, f"unfinished seeds: {[a.summary() for a in ledger.incomplete(wanted)]}\n{worker.tail()}"
 
     # Conservation: per seed, instructions generated == accepted + rejected + dead-lettered.
@@ -114,7 +113,7 @@ async def test_a_bad_seed_record_is_dead_lettered_and_the_rest_goes_on(settings,
 
     assert await follow_until(
         settings,
-        ("basic", "accepted", "rejected", "deadletter"),
+        CONSERVATION_TOPICS,
         add,
         lambda: not ledger.incomplete({good.id}) and ledger.unattributed_dead == 2,
         timeout=120,

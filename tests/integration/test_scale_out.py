@@ -16,7 +16,7 @@ from streams.lag import lag_report, stage_members
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import overlay
-from streams.topics import STAGE_INPUTS
+from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -75,7 +75,7 @@ async def test_two_workers_split_partitions_and_one_takes_over_when_the_other_st
         return len(ledger.seeds) >= 3 and any(a.accepted for a in ledger.seeds.values())
 
     # Stop the second worker while the first batch is still in the pipeline.
-    assert await follow_until(settings, ("basic", "accepted", "rejected", "deadletter"), ledger.add, under_way, 120)
+    assert await follow_until(settings, CONSERVATION_TOPICS, ledger.add, under_way, 120)
     unfinished_at_stop = len(ledger.incomplete({s.id for s in seeds}))
     assert second.stop() == 0, second.tail()
 
@@ -89,7 +89,7 @@ async def test_two_workers_split_partitions_and_one_takes_over_when_the_other_st
         assert first.popen.poll() is None, f"worker a died:\n{first.tail()}"
         return not ledger.incomplete(wanted)
 
-    assert await follow_until(settings, ("basic", "accepted", "rejected", "deadletter"), ledger.add, finished, 180), [
+    assert await follow_until(settings, CONSERVATION_TOPICS, ledger.add, finished, 180), [
         a.summary() for a in ledger.incomplete(wanted)
     ]
     for seed_id in wanted:

@@ -15,6 +15,7 @@ from streams.lag import lag_report
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import overlay, settings_env
+from streams.topics import CONSERVATION_TOPICS
 from streams.web import URL_FILE, url_of_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -53,7 +54,7 @@ async def test_status_screen_of_a_real_worker_then_of_a_stopped_one(settings, ll
     ledger = Ledger()
     assert await follow_until(
         settings,
-        ("basic", "accepted", "rejected", "deadletter"),
+        CONSERVATION_TOPICS,
         ledger.add,
         lambda: not ledger.incomplete({s.id for s in seeds}),
         timeout=120,

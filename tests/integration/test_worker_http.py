@@ -18,7 +18,7 @@ from streams.lag import lag_report
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import overlay, settings_env
-from streams.topics import STAGE_INPUTS
+from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS
 from streams.web import URL_FILE, url_of_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -77,7 +77,7 @@ async def test_metrics_lag_and_health_of_a_worker_that_ran_seeds(settings, llm_d
     ledger = Ledger()
     assert await follow_until(
         settings,
-        ("basic", "accepted", "rejected", "deadletter"),
+        CONSERVATION_TOPICS,
         ledger.add,
         lambda: not ledger.incomplete({s.id for s in seeds}),
         timeout=120,

@@ -230,7 +230,7 @@ async def test_process_emits_one_basic_instruction_per_item() -> None:
     strong = _strong(prompt_tokens=200, completion_tokens=80)
     emits = await decode.process(meta, make_context(strong, instructions_per_metadata=10, generation_temperature=0.9))
 
-    records = emitted(emits, "basic", Instruction)
+    records = emitted(emits, "decoded", Instruction)
     assert len(records) == 3  # 3 parsed although 10 were asked: siblings says 3
     assert [r.text for r in records] == [
         "Write a haiku about rain.",

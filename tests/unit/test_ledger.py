@@ -36,7 +36,7 @@ def test_a_seed_is_complete_when_every_basic_instruction_has_a_verdict():
         ),
     )
     assert account.complete and account.balanced
-    assert account.summary() == "2 instructions: 1 accepted, 1 rejected, 0 dead-lettered"
+    assert account.summary() == "2 instructions: 1 accepted, 1 rejected, 0 duplicates, 0 dead-lettered"
 
 
 def test_verdicts_before_all_basics_arrive_do_not_complete_a_seed():
@@ -105,3 +105,33 @@ def test_seed_level_dead_letters_complete_the_seed_and_unreadable_ones_are_count
     assert ledger.account("seed-9").complete
     assert ledger.unattributed_dead == 1
     assert ledger.incomplete() == []
+
+
+def duplicate(root: str, of: str):
+    from schemas import DuplicateInstruction
+
+    return DuplicateInstruction(
+        id=f"duplicate-{root}",
+        seed_id="seed-1",
+        parent_id=root,
+        root_id=root,
+        metadata_id="meta-1",
+        instruction="x",
+        duplicate_of=of,
+        duplicate_of_text="x",
+        similarity=1.0,
+        method="exact",
+    )
+
+
+def test_a_duplicate_is_a_verdict_of_its_own():
+    ledger = Ledger()
+    ledger.add("decoded", basic(0))
+    ledger.add("decoded", basic(1))
+    ledger.add("accepted", accepted("inst-0"))
+    ledger.add("duplicates", duplicate("inst-1", of="inst-0"))
+    account = ledger.account("seed-1")
+    assert account.complete and account.balanced
+    assert account.summary() == "2 instructions: 1 accepted, 0 rejected, 1 duplicates, 0 dead-lettered"
+    ledger.add("accepted", accepted("inst-1"))  # a second verdict for a dropped root
+    assert not account.balanced

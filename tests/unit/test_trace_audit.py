@@ -47,6 +47,13 @@ def test_trace_shows_metadata_every_instruction_its_iterations_and_verdict(run):
     assert "iteration 2 (tailored with" in text or all(r.iteration == 1 for r in mine if isinstance(r, AcceptedPair))
 
 
+def test_trace_shows_why_an_instruction_was_dropped_as_a_duplicate(run):
+    dropped = next(r for t, r in run if t == "duplicates")
+    text = render(build(dropped.seed_id, run), width=400)
+    assert "dropped as a duplicate" in text
+    assert f"duplicate of {dropped.duplicate_of} (same text): {dropped.duplicate_of_text}" in text
+
+
 def test_trace_of_an_unknown_seed_says_so(run):
     trace = build("seed-00000000000000000000", run)
     assert not trace.found and "no records" in render(trace)
@@ -56,7 +63,10 @@ def test_audit_of_a_complete_run_holds(run):
     result = audit(run)
     assert result.ok, result.missing
     assert result.seeds == 4 and result.instructions == 12
-    assert result.accepted + result.rejected == 12
+    # The double gives these four seeds one metadata ("topic 1" and "topic 2" differ only in a
+    # digit), so dedup keeps the first seed's instructions and drops the others' copies.
+    assert result.duplicates == sum(t == "duplicates" for t, _ in run) > 0
+    assert result.accepted + result.rejected + result.duplicates == 12
     assert "conservation holds" in render_audit(result)
 
 

@@ -1,0 +1,160 @@
+"""The dedup stage's I/O: which embeddings it runs with, and reading back the `basic` topic so
+its index holds every instruction ever kept (agents/dedup.py makes the decisions).
+
+One `DedupService` per worker that runs the stage, started before the stage app and stopped
+after it; `process` (the stage's entry in streams.app.STAGE_PROCESS) finds it here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import mode
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.base import Emit, StageContext
+from agents.dedup import Deduplicator, Embed
+from agents.embeddings import INSTALL_HINT, missing_packages
+from schemas import Instruction
+from schemas.codec import DecodeError, decode
+from streams import metrics
+from streams.admin import client_options
+from streams.settings import Settings
+
+log = logging.getLogger("codeclm.dedup")
+
+RETRY_MAX_S = 5.0
+_ACTIVE: DedupService | None = None
+
+
+class EmbeddingsUnavailable(RuntimeError):
+    """dedup.embeddings is "on" and the `neardup` extra or the model package is missing."""
+
+
+def embedder(settings: Settings) -> Embed | None:
+    """The embedding function the settings ask for, None for the exact pass alone. "on"
+    without the packages fails here, at worker start, rather than at the first record."""
+    choice = settings.dedup.embeddings
+    if not settings.dedup.enabled or choice == "off":
+        return None
+    missing = missing_packages()
+    if missing:
+        if choice == "on":
+            raise EmbeddingsUnavailable(
+                f"dedup.embeddings is 'on' (CODECLM_DEDUP__EMBEDDINGS) but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed: {INSTALL_HINT}"
+            )
+        log.info("dedup: exact matches only (embeddings 'auto': %s not installed)", ", ".join(missing))
+        return None
+    from agents.embeddings import MiniLMEmbedder
+
+    model = MiniLMEmbedder()
+    log.info(
+        "dedup: exact matches, then all-MiniLM-L6-v2 embeddings at cosine >= %g (embeddings %r)",
+        settings.dedup.similarity_threshold,
+        choice,
+    )
+    return model.embed
+
+
+class BasicReader:
+    """Each call returns the instructions added to `basic` since the previous call (from the
+    start the first time), read up to the end offsets the broker has at the time of the call."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = settings.topic("basic")
+        self.consumer: AIOKafkaConsumer | None = None
+        self.partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            **client_options(self.settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def __call__(self) -> list[Instruction]:
+        delay = 0.2
+        while True:
+            try:
+                return await self._read_new()
+            except KafkaError as exc:  # the broker is away: decide nothing until it is back
+                log.warning("dedup: reading %s failed (%s); retrying in %.1fs", self.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _read_new(self) -> list[Instruction]:
+        consumer = self.consumer
+        assert consumer is not None, "BasicReader.start first"
+        if not self.partitions:
+            await consumer.topics()  # fetches the cluster's metadata
+            count = consumer.partitions_for_topic(self.topic)
+            if not count:
+                raise KafkaError(f"topic {self.topic} has no partitions yet")
+            self.partitions = [TopicPartition(self.topic, p) for p in sorted(count)]
+            consumer.assign(self.partitions)
+            await consumer.seek_to_beginning(*self.partitions)
+        ends = await consumer.end_offsets(self.partitions)
+        out: list[Instruction] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in self.partitions]):
+            batch = await consumer.getmany(*self.partitions, timeout_ms=500)
+            for messages in batch.values():
+                for message in messages:
+                    try:
+                        out.append(decode(Instruction, message.value))
+                    except DecodeError:
+                        continue  # nothing unreadable reaches basic from dedup; not ours to judge
+        return out
+
+
+class DedupService(mode.Service):
+    """The worker's Deduplicator and its reader of the basic topic."""
+
+    def __init__(self, settings: Settings, **kwargs):
+        global _ACTIVE
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.reader: BasicReader | None = None
+        self.dedup: Deduplicator | None = None
+        self.ready = asyncio.Event()
+        _ACTIVE = self
+        if settings.dedup.enabled:
+            self.reader = BasicReader(settings)
+            self.dedup = Deduplicator(
+                embed=embedder(settings), threshold=settings.dedup.similarity_threshold, catch_up=self.reader
+            )
+        else:
+            log.info("dedup: off (dedup.enabled is false): every instruction goes on to contrast")
+
+    async def on_start(self) -> None:
+        if self.reader is not None:
+            await self.reader.start()
+        self.ready.set()
+
+    async def on_stop(self) -> None:
+        self.ready.clear()
+        if self.reader is not None:
+            await self.reader.stop()
+
+
+async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
+    service = _ACTIVE
+    if service is None:
+        raise RuntimeError("the dedup stage runs without its DedupService (streams.worker makes it)")
+    await service.ready.wait()  # the stage app may start before the service
+    if service.dedup is None:
+        emit = Emit("basic", instruction)
+    else:
+        emit = await service.dedup.decide(instruction)
+        metrics.DEDUP_INDEX_SIZE.set(len(service.dedup.index))
+    if emit.topic == "duplicates":
+        metrics.DEDUP_DECISIONS.labels(getattr(emit.record, "method", "exact")).inc()
+    else:
+        metrics.DEDUP_DECISIONS.labels("kept").inc()
+    return [emit]
