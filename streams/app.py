@@ -30,6 +30,7 @@ from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
 from schemas.codec import decode as decode_record
+from streams import dedup as dedup_stage
 from streams import metrics
 from streams.ack_window import AckGate, OrderedAckWindow
 from streams.admin import faust_credentials
@@ -51,6 +52,7 @@ Process = Callable[[Record, StageContext], Awaitable[list[Emit]]]
 STAGE_PROCESS: dict[str, Process] = {
     "encode": cast(Process, encode.process),
     "decode": cast(Process, decode.process),
+    "dedup": cast(Process, dedup_stage.process),
     "contrast": cast(Process, contrast.process),
     "filter": cast(Process, filter_stage.process),
     "tailor": cast(Process, tailor.process),
@@ -142,7 +144,18 @@ class StageRunner:
         resources.runners.append(self)
         self._topics = {
             name: app.topic(settings.topic(name), value_serializer=CODEC_NAME, key_serializer="raw")
-            for name in ("metadata", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
+            for name in (
+                "metadata",
+                "decoded",
+                "basic",
+                "duplicates",
+                "tailored",
+                "scored",
+                "retry",
+                "accepted",
+                "rejected",
+                "deadletter",
+            )
         }
 
     def stop_intake(self) -> None:
