@@ -9,16 +9,27 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from html import escape
 from pathlib import Path
 
 import pytest
 
-from schemas import AcceptedPair, DeadLetter, Instruction, LLMCall, Metadata, Record, RejectedInstruction, ScoredPair
-from streams.feed import BadLine, produce_seeds, read_seeds
+from schemas import (
+    AcceptedPair,
+    DeadLetter,
+    DuplicateInstruction,
+    Instruction,
+    LLMCall,
+    Metadata,
+    Record,
+    RejectedInstruction,
+    ScoredPair,
+)
+from streams.feed import BadLine, produce_seeds, read_seeds, seed_from_text
 from streams.ledger import Ledger
 from streams.reader import follow_until, read_records
 from streams.settings import overlay, settings_env
-from streams.topics import TOPIC_BY_NAME
+from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -63,6 +74,11 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
         },
     )
     seeds = [s for s in read_seeds(ROOT / "examples" / "seeds.jsonl") if not isinstance(s, BadLine)][:8]
+    # A paraphrase: the double gives it the same metadata, so decode makes the same instructions
+    # again and dedup drops them; the report has duplicates and calls saved to show.
+    paraphrase = seed_from_text(seeds[1].text.replace("How do I", "How can I", 1))
+    assert paraphrase.id != seeds[1].id and paraphrase.text != seeds[1].text
+    seeds.append(paraphrase)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(**client_options(settings.kafka))
     await producer.start()
@@ -75,20 +91,26 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
 
     ledger = Ledger()
     wanted = {s.id for s in seeds}
-    verdict_topics = [t for t in ("basic", "duplicates", "accepted", "rejected", "deadletter") if t in TOPIC_BY_NAME]
 
     def done() -> bool:
         assert worker.popen.poll() is None, f"worker died:\n{worker.tail()}"
         return not ledger.incomplete(wanted) and ledger.unattributed_dead == 1
 
-    assert await follow_until(settings, verdict_topics, ledger.add, done, timeout=300), worker.tail()
+    assert await follow_until(settings, CONSERVATION_TOPICS, ledger.add, done, timeout=300), worker.tail()
 
     # The records, read independently of the report's code, each id once per topic.
-    topics = [
-        t
-        for t in ("metadata", "decoded", "basic", "tailored", "scored", "retry", "accepted", "rejected", "deadletter")
-        if t in TOPIC_BY_NAME
-    ]
+    topics = (
+        "metadata",
+        "decoded",
+        "basic",
+        "duplicates",
+        "tailored",
+        "scored",
+        "retry",
+        "accepted",
+        "rejected",
+        "deadletter",
+    )
     by_topic: dict[str, dict[str, Record]] = {}
     async for topic, record in read_records(settings, topics):
         by_topic.setdefault(topic, {})[record.id] = record
@@ -96,7 +118,8 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     rejected = [r for r in by_topic.get("rejected", {}).values() if isinstance(r, RejectedInstruction)]
     retried = [r for r in by_topic.get("retry", {}).values() if isinstance(r, ScoredPair)]
     scored = [r for r in by_topic.get("scored", {}).values() if isinstance(r, ScoredPair)]
-    assert accepted and scored
+    dropped = [r for r in by_topic.get("duplicates", {}).values() if isinstance(r, DuplicateInstruction)]
+    assert accepted and scored and dropped
 
     out = tmp_path / "report"
     done_cli, data = report_cli(settings, out)
@@ -148,6 +171,24 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     assert sum(use_case["accepted"].values()) == len(accepted)
     assert 0 <= use_case["js_divergence"] <= 1
 
+    # Duplicates dropped, and the calls they saved: dropped x contrast and tailor calls per root
+    # that reached a verdict after contrast.
+    dup = data["duplicates"]
+    assert dup["dropped"] == o["duplicates"] == len(dropped)
+    assert dup["by_method"] == dict(Counter(d.method for d in dropped))
+    assert o["decoded_instructions"] == len(by_topic["decoded"]) == 3 * len(seeds)
+    finished = {p.root_id for p in accepted} | {r.root_id for r in rejected}
+    after_decode = sum(
+        1
+        for r in carriers.values()
+        if isinstance(r, Instruction | ScoredPair) and r.root_id in finished
+        for c in r.llm_calls
+        if STAGES[c.purpose] in ("contrast", "tailor") and not c.cached
+    )
+    assert (dup["finished_roots"], dup["calls_after_decode"]) == (len(finished), after_decode)
+    assert dup["calls_saved_estimate"] == pytest.approx(len(dropped) * after_decode / len(finished))
+    assert dup["calls_saved_estimate"] > 0
+
     dead_rows = data["dead_letters"]
     assert sum(r["count"] for r in dead_rows) == len(by_topic["deadletter"])
     assert any(r["stage"] == "encode" and r["error_class"] == "ValidationError" for r in dead_rows)
@@ -167,6 +208,8 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     # The page: plots inline, nothing fetched from anywhere.
     page = (out / "report.html").read_text()
     assert page.count("<svg") >= 5  # use cases, skills, gap, iterations, stages
+    least_similar = min(dropped, key=lambda d: (d.similarity, d.id))  # the first example shown
+    assert escape(" ".join(least_similar.instruction.split())[:40]) in page
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
     assert not re.search(r"<script|<link|@import|url\((?!#)", page, re.I)  # url(#id): a clip path in the page
     assert "Score gap" in page and f"{len(accepted):,}" in page
