@@ -65,6 +65,7 @@ PAPER_FIRST_ITERATION_SHARE = 0.70  # CodecLM: over 70% of kept pairs come from 
 NOT_COMPUTED_EMBEDDINGS = "not computed: install the neardup extra"
 RICH_FIELDS = ("domain", "difficulty", "format_constraints")
 DUPLICATE_EXAMPLES = 5
+EXACT_EXAMPLES = 3
 NONE_LABEL = "(none)"
 
 Embed = Callable[[list[str]], Any]  # texts -> ndarray (n, d) of L2-normalised rows
@@ -126,7 +127,7 @@ class Duplicates:
     calls_per_finished_root: float | None
     calls_saved_estimate: float | None  # dropped x calls_per_finished_root
     estimate_note: str = "estimate: duplicates dropped x contrast and tailor calls per finished root in this run"
-    # The drops closest to the threshold (least similar first): what to read to judge the threshold.
+    # What to read when judging the threshold (see duplicate_examples).
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -404,9 +405,17 @@ def duplicates(
                 "similarity": d.similarity,
                 "method": d.method,
             }
-            for d in sorted(dropped, key=lambda d: (d.similarity, d.id))[:DUPLICATE_EXAMPLES]
+            for d in duplicate_examples(dropped)
         ],
     )
+
+
+def duplicate_examples(dropped: Sequence[DuplicateInstruction]) -> list[DuplicateInstruction]:
+    """Near (embedding) drops, least similar first: the ones to read when judging the threshold.
+    Exact ones only when there are no near ones (two identical texts teach little)."""
+    ordered = sorted(dropped, key=lambda d: (d.similarity, d.id))
+    near = [d for d in ordered if d.method != "exact"]
+    return near[:DUPLICATE_EXAMPLES] or ordered[:EXACT_EXAMPLES]
 
 
 # -- dead letters --------------------------------------------------------------------------

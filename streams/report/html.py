@@ -30,7 +30,7 @@ h3 { font-size: 16px; margin: 22px 0 6px; }
 .card .n { color: #888; font-size: 12px; margin-top: 4px; }
 section { background: #fff; border: 1px solid #dde1e6; border-radius: 8px; padding: 4px 20px 16px; margin-top: 18px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #eceff3; text-align: right; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #eceff3; text-align: right; vertical-align: top; }
 th { background: #f2f4f7; font-weight: 600; }
 .l { text-align: left; }
 .note { color: #666; font-size: 13px; }
@@ -208,7 +208,7 @@ def _duplicates(r: Report) -> str:
             "<h2>Near-duplicates dropped</h2>",
             f"<p class='note'>{escape(text)}</p>",
             _table(["method", "dropped"], rows),
-            "<p class='note'>The least similar drops, the ones to read when judging the threshold:</p>",
+            "<p class='note'>Near (not exact) drops, least similar first: the ones to read when judging the threshold.</p>",
             _table(["dropped", "too similar to", "cosine"], examples, "llr"),
         ]
     )

@@ -371,7 +371,9 @@ def test_calls_saved_is_dropped_times_contrast_and_tailor_calls_per_finished_roo
     ]
     d = report(records).duplicates
     assert d.dropped == 3 and d.by_method == {"embedding": 2, "exact": 1}
-    assert [e["similarity"] for e in d.examples] == [0.95, 0.95, 1.0]  # least similar first
+    assert [e["method"] for e in d.examples] == ["embedding", "embedding"]  # identical texts teach little
+    only_exact = report([("duplicates", duplicate(f"r{i}", "exact")) for i in range(5)]).duplicates
+    assert [e["method"] for e in only_exact.examples] == ["exact"] * 3
     assert (d.finished_roots, d.calls_after_decode) == (2, 13)
     assert d.calls_per_finished_root == 6.5
     assert d.calls_saved_estimate == pytest.approx(19.5)
