@@ -12,6 +12,7 @@ import logging
 
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from agents.base import Emit, StageContext
@@ -20,7 +21,7 @@ from agents.embeddings import INSTALL_HINT, missing_packages
 from schemas import Instruction
 from schemas.codec import DecodeError, decode
 from streams import metrics
-from streams.admin import client_options
+from streams.admin import client_options, topic_partitions
 from streams.settings import Settings
 
 log = logging.getLogger("codeclm.dedup")
@@ -93,11 +94,15 @@ class BasicReader:
         consumer = self.consumer
         assert consumer is not None, "BasicReader.start first"
         if not self.partitions:
-            await consumer.topics()  # fetches the cluster's metadata
-            count = consumer.partitions_for_topic(self.topic)
+            admin = AIOKafkaAdminClient(**client_options(self.settings.kafka))
+            await admin.start()
+            try:
+                count = (await topic_partitions(admin, [self.topic])).get(self.topic)
+            finally:
+                await admin.close()
             if not count:
-                raise KafkaError(f"topic {self.topic} has no partitions yet")
-            self.partitions = [TopicPartition(self.topic, p) for p in sorted(count)]
+                raise KafkaError(f"topic {self.topic} has no partitions with a leader yet")
+            self.partitions = [TopicPartition(self.topic, p) for p in range(count)]
             consumer.assign(self.partitions)
             await consumer.seek_to_beginning(*self.partitions)
         ends = await consumer.end_offsets(self.partitions)
