@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +21,8 @@ from aiokafka.errors import KafkaError
 
 from agents.base import Emit, StageContext
 from agents.dedup import Deduplicator, Embed
-from agents.embeddings import INSTALL_HINT, missing_packages
+from agents.embeddings import INSTALL_HINT, MODEL_PACKAGE, missing_packages
+from agents.near_dup import text_key
 from schemas import Instruction
 from schemas.codec import DecodeError, decode
 from streams import metrics
@@ -27,6 +32,7 @@ from streams.settings import Settings
 log = logging.getLogger("codeclm.dedup")
 
 RETRY_MAX_S = 5.0
+CACHE_FILE = "dedup-embeddings.sqlite"  # in the worker's data directory
 _ACTIVE: DedupService | None = None
 
 
@@ -58,6 +64,44 @@ def embedder(settings: Settings) -> Embed | None:
         choice,
     )
     return model.embed
+
+
+class EmbeddingCache:
+    """Embeddings by text, in SQLite in the worker's data directory: after a restart the index
+    is rebuilt from `basic` without embedding every kept instruction again (minutes for a
+    long run). Wraps an embed function; called from one worker thread at a time (the dedup
+    lock serialises the calls), so one connection serves them all."""
+
+    def __init__(self, path: Path, embed: Embed):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.embed = embed
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        self.hits = 0
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        if not texts:
+            return self.embed(texts)
+        keys = [f"{MODEL_PACKAGE}:{text_key(t)}" for t in texts]
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):  # below SQLite's limit on bound parameters
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(f"SELECT key, vector FROM embedding WHERE key IN ({marks})", chunk))
+        missing = [n for n, key in enumerate(keys) if key not in found]
+        if missing:
+            fresh = self.embed([texts[n] for n in missing])
+            rows = [(keys[n], np.asarray(v, dtype=np.float32).tobytes()) for n, v in zip(missing, fresh, strict=True)]
+            self.db.executemany("INSERT OR IGNORE INTO embedding VALUES (?, ?)", rows)
+            found.update(rows)
+        self.hits += len(keys) - len(missing)
+        return np.stack([np.frombuffer(found[key], dtype=np.float32) for key in keys])
+
+    def close(self) -> None:
+        self.db.close()
 
 
 class BasicReader:
@@ -129,11 +173,13 @@ class DedupService(mode.Service):
         self.dedup: Deduplicator | None = None
         self.ready = asyncio.Event()
         _ACTIVE = self
+        self.cache: EmbeddingCache | None = None
         if settings.dedup.enabled:
             self.reader = BasicReader(settings)
-            self.dedup = Deduplicator(
-                embed=embedder(settings), threshold=settings.dedup.similarity_threshold, catch_up=self.reader
-            )
+            embed = embedder(settings)
+            if embed is not None:
+                embed = self.cache = EmbeddingCache(settings.worker.data_dir / CACHE_FILE, embed)
+            self.dedup = Deduplicator(embed=embed, threshold=settings.dedup.similarity_threshold, catch_up=self.reader)
         else:
             log.info("dedup: off (dedup.enabled is false): every instruction goes on to contrast")
 
@@ -146,6 +192,8 @@ class DedupService(mode.Service):
         self.ready.clear()
         if self.reader is not None:
             await self.reader.stop()
+        if self.cache is not None:
+            self.cache.close()
 
 
 async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
