@@ -344,7 +344,7 @@ class CachedChatModel:
             self._cache.pending.pop(key, None)
 
 
-def _retrieve(future: asyncio.Future[Completion]) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     # A failure nobody else waited for is not "never retrieved": the first caller raised it.
     if not future.cancelled():
         future.exception()

@@ -3,6 +3,7 @@ was stored survives the process being killed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llm.base import Completion
-from llm.cache import CACHE_LOOKUPS, CALL_SCOPE, AnswerCache, CachedChatModel, cache_key
+from llm.cache import CACHE_LOOKUPS, CALL_SCOPE, AnswerCache, CachedChatModel, KeyFilter, cache_key
 from tests.unit.fakes import ScriptedChatModel
 
 MESSAGES = [{"role": "user", "content": "Name three prime numbers."}]
@@ -206,3 +207,76 @@ async def test_a_copy_asks_itself_when_the_first_caller_is_cancelled(cache):
     first.cancel()
     assert await second == "late answer"
     assert len(inner.calls) == 2 and first.cancelled()
+
+
+async def test_answers_stored_together_all_survive_the_worker_being_killed(tmp_path):
+    # Many calls finishing at once share group commits; each put returns only once its own
+    # row is committed, so a kill right after the last put loses none of them.
+    path = tmp_path / "llm-cache.sqlite"
+    child = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from llm.base import Completion
+        from llm.cache import AnswerCache
+
+        async def main():
+            cache = AnswerCache({str(path)!r})
+            await cache.open()
+            await asyncio.gather(*(cache.put(f"k{{i}}", Completion(f"a{{i}}", "m", 1, 1, 0.1)) for i in range(200)))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    cache = AnswerCache(path)
+    await cache.open()
+    try:
+        assert await cache.stats() == (200, 0)
+        assert [(await cache.lookup(f"k{i}")).text for i in range(200)] == [f"a{i}" for i in range(200)]
+    finally:
+        await cache.close()
+
+
+async def test_a_caller_cancelled_while_its_answer_is_stored_does_not_stop_the_others(cache):
+    puts = [asyncio.create_task(cache.put(f"k{i}", Completion(f"a{i}", "m", 1, 1, 0.1))) for i in range(10)]
+    await asyncio.sleep(0)
+    puts[3].cancel()
+    results = await asyncio.gather(*puts, return_exceptions=True)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 9
+    stored = [i for i in range(10) if await cache.get(f"k{i}") is not None]
+    assert set(stored) >= set(range(10)) - {3}
+
+
+async def test_a_worker_finds_answers_another_worker_stored_once_its_key_filter_refreshed(tmp_path):
+    # The key filter skips the database for keys this worker never saw stored; what another
+    # worker sharing the file stores reaches it at the next refresh (every refresh_s).
+    one = AnswerCache(tmp_path / "c.sqlite", refresh_s=0)
+    two = AnswerCache(tmp_path / "c.sqlite", refresh_s=0.05)
+    await one.open()
+    await two.open()
+    try:
+        await one.put("k", Completion("shared", "m", 1, 1, 0.1))
+        assert await one.lookup("k") is not None  # its own answers at once
+        for _ in range(100):
+            if await two.lookup("k") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert (await two.lookup("k")).text == "shared"
+        await two.put("k2", Completion("back", "m", 1, 1, 0.1))
+        await one.refresh()
+        assert (await one.lookup("k2")).text == "back"
+    finally:
+        await one.close()
+        await two.close()
+
+
+def test_the_key_filter_never_forgets_a_key_and_seldom_claims_one():
+    keys = [f"{i:064x}" for i in range(20_000)]
+    f = KeyFilter()
+    for key in keys[:10_000]:
+        f.add(key)
+    assert all(key in f for key in keys[:10_000])
+    false_claims = sum(key in f for key in keys[10_000:])
+    assert false_claims < 100  # under 1% (about 0.01% expected at this size)
