@@ -17,13 +17,14 @@ and in WAL mode a committed transaction survives the process being killed, so an
 stage could have sent downstream is in the cache.
 
 What it costs per call, at a thousand calls a second on one core: answers are written in
-group commits (every answer stored while a transaction is being written goes into the next
-one, one thread hop for all of them; each `put` still returns only once its row is
-committed), and a lookup asks SQLite only when an in-memory Bloom filter of the stored keys
+group commits (the answers stored within 10 ms go into one transaction, one thread hop for
+all of them; each `put` still returns only once its row is committed), and a lookup asks SQLite only when an in-memory Bloom filter of the stored keys
 says the key may be there, so a first call (nearly every call) never leaves the event loop.
 The filter is filled at open and refreshed with what other workers sharing the file commit
-(every `REFRESH_S`); a row another worker committed since the last refresh is missed, and
-that call is paid again: a cost, never a loss. Workers sharing a data directory share the
+(every `REFRESH_S`); while they write, every lookup asks SQLite as well (`SHARED_WINDOW_S`).
+A row missed all the same (committed by another worker in the half second before that worker
+was first seen writing) costs its call again, never a record: the call is made and its
+answer used as if there were no cache. Workers sharing a data directory share the
 file (SQLite locks across processes); a worker with its own directory has its own cache, so
 a partition replayed on another machine pays again: the cache saves money, correctness never
 depends on it. Entries older than `max_age_s` are dropped when the cache opens.
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +58,13 @@ CACHE_LOOKUPS = Counter(
 )
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 REFRESH_S = 0.5  # how often the key filter takes in what other workers sharing the file stored
+# Rows stored within this long go into one commit: ~100 thread hops a second at most, whatever
+# the call rate (each hop costs both threads GIL hand-offs); a call's answer reaches its stage
+# this much later, while its LLM slot is already free for the next call.
+GROUP_COMMIT_S = 0.01
+# While another worker sharing the file has written within this long, every lookup asks SQLite
+# (its newest rows may not be in the key filter yet): replays of its work then find them.
+SHARED_WINDOW_S = 10.0
 # The id of the record a call is made for; the stage sets it per record (task-local).
 CALL_SCOPE: ContextVar[str] = ContextVar("codeclm_llm_call_scope", default="")
 _SCHEMA = """
@@ -115,16 +124,25 @@ class AnswerCache:
     """A SQLite table of completions by key. All database work runs on one thread of its own,
     so the event loop never waits on disk."""
 
-    def __init__(self, path: Path, *, max_age_s: float = DEFAULT_MAX_AGE_S, refresh_s: float = REFRESH_S):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        refresh_s: float = REFRESH_S,
+        group_commit_s: float = GROUP_COMMIT_S,
+    ):
         self.path = Path(path)
         self.max_age_s = max_age_s
         self.refresh_s = refresh_s
+        self.group_commit_s = group_commit_s
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
         self.pending: dict[str, asyncio.Future[Completion]] = {}  # calls under way, by key
         self._filter = KeyFilter()
         self._seen_rowid = 0  # rows up to this one are in the filter
         self._seen_version = -1  # PRAGMA data_version at the last refresh
+        self._others_wrote_at = -math.inf  # when a refresh last saw another connection's commit
         self._rows: list[tuple[str, bytes, float]] = []  # stored by the next group commit
         self._committed: asyncio.Future[None] | None = None  # resolved by that commit
         self._writer: asyncio.Task[None] | None = None
@@ -158,15 +176,16 @@ class AnswerCache:
 
     async def lookup(self, key: str) -> Completion | None:
         """`get`, skipped when the key filter knows the key was never stored (the usual
-        case: a first call), so such a lookup costs no thread hop."""
-        if key not in self._filter:
+        case: a first call), so such a lookup costs no thread hop. Not skipped while another
+        worker sharing the file writes to it (its last `refresh_s` of rows may be missing)."""
+        if key not in self._filter and time.monotonic() - self._others_wrote_at > SHARED_WINDOW_S:
             return None
         return await self.get(key)
 
     async def put(self, key: str, completion: Completion) -> None:
         """Store an answer; returns once the transaction holding it is committed (so it
-        survives the process being killed). Rows arriving while one commit is being written
-        go together into the next one."""
+        survives the process being killed). Rows arriving within `group_commit_s`, or while
+        a commit is being written, go together into one commit."""
         self._rows.append((key, orjson.dumps(asdict(completion)), time.time()))
         if self._committed is None:
             self._committed = asyncio.get_running_loop().create_future()
@@ -179,7 +198,13 @@ class AnswerCache:
 
     async def refresh(self) -> None:
         """Take into the key filter the rows other workers sharing the file committed."""
-        for key in await self._run(self._new_keys):
+        first = self._seen_version < 0
+        keys = await self._run(self._new_keys)
+        if keys is None:
+            return
+        if not first:
+            self._others_wrote_at = time.monotonic()
+        for key in keys:
             self._filter.add(key)
 
     async def _refresh_every(self, interval: float) -> None:
@@ -191,6 +216,7 @@ class AnswerCache:
     async def _write_rows(self) -> None:
         try:
             while self._rows:
+                await asyncio.sleep(self.group_commit_s)  # let the rows of calls finishing now join
                 rows, committed = self._rows, self._committed
                 self._rows, self._committed = [], None
                 assert committed is not None
@@ -258,13 +284,13 @@ class AnswerCache:
             raise
         self._db.execute("COMMIT")
 
-    def _new_keys(self) -> list[str]:
-        """Keys of rows committed since the last call, by this or other connections; nothing
+    def _new_keys(self) -> list[str] | None:
+        """Keys of rows committed since the last call, by this or other connections; None
         when no other connection committed since (data_version only counts the others)."""
         assert self._db is not None
         (version,) = self._db.execute("PRAGMA data_version").fetchone()
         if version == self._seen_version:
-            return []
+            return None
         self._seen_version = version
         rows = self._db.execute("SELECT rowid, key FROM answers WHERE rowid > ?", (self._seen_rowid,)).fetchall()
         if rows:

@@ -280,3 +280,20 @@ def test_the_key_filter_never_forgets_a_key_and_seldom_claims_one():
     assert all(key in f for key in keys[:10_000])
     false_claims = sum(key in f for key in keys[10_000:])
     assert false_claims < 100  # under 1% (about 0.01% expected at this size)
+
+
+async def test_while_another_worker_writes_every_lookup_asks_the_database(tmp_path):
+    # Rows the other worker committed after the last refresh are not in the key filter yet;
+    # once a refresh has seen it writing, lookups ask SQLite, so replays of its work find them.
+    one = AnswerCache(tmp_path / "c.sqlite", refresh_s=0)
+    two = AnswerCache(tmp_path / "c.sqlite", refresh_s=0)
+    await one.open()
+    await two.open()
+    try:
+        await one.put("a", Completion("first", "m", 1, 1, 0.1))
+        await two.refresh()
+        await one.put("b", Completion("second", "m", 1, 1, 0.1))
+        assert (await two.lookup("b")).text == "second"
+    finally:
+        await one.close()
+        await two.close()
