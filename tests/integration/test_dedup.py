@@ -16,8 +16,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import DuplicateInstruction, Instruction, Record, normalise_text
+from streams.admin import client_options, topic_partitions
 from streams.audit import AUDIT_TOPICS, audit
 from streams.feed import BadLine, produce_seeds, read_seeds
 from streams.ledger import Ledger
@@ -136,6 +138,16 @@ async def test_near_duplicates_are_dropped_with_a_reason_and_survive_a_kill_and_
             assert normalise_text(d.instruction) == normalise_text(d.duplicate_of_text) and d.similarity == 1.0
         else:
             assert d.similarity >= d.threshold == 0.9
+
+    # One dedup consumer sees every new instruction: `decoded` has one partition, the others
+    # the setting's count.
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        counts = await topic_partitions(admin, [settings.topic("decoded"), settings.topic("basic")])
+    finally:
+        await admin.close()
+    assert counts == {settings.topic("decoded"): 1, settings.topic("basic"): 4}
 
     # Contrast paid for fewer instructions than it would have without dedup.
     without = await reference_run(overlay(settings, {"dedup": {"enabled": False}}), SEEDS)
