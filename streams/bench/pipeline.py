@@ -26,7 +26,7 @@ from streams.feed import seed_from_text
 from streams.ledger import Ledger
 from streams.reader import follow_until
 from streams.settings import Settings
-from streams.topics import STAGE_INPUTS
+from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS
 
 _SUBJECTS = (
     "Explain how a bakery should price seasonal cakes",
@@ -107,9 +107,7 @@ async def run_pipeline(
         )
         feeder = asyncio.ensure_future(_feed(settings, seeds, feed_rate, fed_at))
         try:
-            complete = await follow_until(
-                settings, ("basic", "accepted", "rejected", "deadletter"), on_record, done, timeout
-            )
+            complete = await follow_until(settings, CONSERVATION_TOPICS, on_record, done, timeout)
             await feeder
         finally:
             feeder.cancel()
