@@ -56,10 +56,11 @@ async def follow(settings, worker, until, what: str):
 
 
 def finished(progress: Progress, seed_id: str) -> bool:
-    """Every basic instruction of the seed has a verdict (a dead letter of the seed itself,
-    from before the replay, does not count)."""
+    """Every basic instruction of the seed has a verdict, a drop by dedup included (a dead
+    letter of the seed itself, from before the replay, does not count)."""
     account = progress.ledger.account(seed_id)
-    return bool(account.generated) and account.generated <= set(account.accepted) | account.rejected
+    verdicts = set(account.accepted) | account.rejected | set(account.duplicates)
+    return bool(account.generated) and account.generated <= verdicts
 
 
 async def test_dead_letters_are_summarised_and_replayed_into_their_stage(settings, llm_double, start_worker):

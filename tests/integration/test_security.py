@@ -71,7 +71,10 @@ async def test_api_keys_never_reach_logs_records_or_dead_letters(settings, proce
         },
     )
     worker = start_worker(settings)
-    seeds = [seed_from_text(f"Write the release notes for version {i}.") for i in range(4)]
+    # Names, not digits: seeds that differ only in a digit get one metadata from the LLM
+    # double, and dedup would drop all but one seed's instructions before they reach the target.
+    names = ("Atlas", "Borealis", "Cygnus", "Draco")
+    seeds = [seed_from_text(f"Write the release notes for version {name}.") for name in names]
     await produce_seeds(settings, seeds)
     progress = Progress(settings)
     progress.start()
