@@ -59,8 +59,9 @@ def tally(records: Sequence[tuple[str, Record]]) -> tuple[dict[tuple[str, int | 
         if isinstance(record, Metadata):
             metadata += 1
             calls[("encode", None)] += record.llm_calls
-        elif isinstance(record, Instruction) and topic == "basic":
-            # decode and rubrics ride on the index-0 instruction of each metadata only
+        elif isinstance(record, Instruction) and topic == "decoded":
+            # decode and rubrics ride on the index-0 instruction of each metadata only (read from
+            # `decoded`: dedup may drop that instruction before `basic`, the calls were still paid)
             for call in record.llm_calls:
                 calls[(call.purpose, None)].append(call)
         elif isinstance(record, Instruction) and topic == "tailored":
@@ -109,6 +110,6 @@ def cost_of(records: Sequence[tuple[str, Record]], double_stats: dict[str, dict]
 
 
 async def read_cost(settings: Settings, double_stats: dict[str, dict]) -> Cost:
-    topics = ("metadata", "basic", "tailored", "scored", "accepted")
+    topics = ("metadata", "decoded", "tailored", "scored", "accepted")
     records = [(topic, record) async for topic, record in read_records(settings, topics)]
     return cost_of(records, double_stats)

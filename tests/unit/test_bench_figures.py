@@ -79,7 +79,7 @@ def test_tally_counts_decode_and_rubrics_once_per_metadata_and_dedupes_replays()
         id="i0", root_id="i0", iteration=1, index=0, text="x", llm_calls=(call("decode"), call("rubrics")), **common
     )
     second = Instruction(id="i1", root_id="i1", iteration=1, index=1, text="y", **common)
-    calls, accepted, metadata = tally([("metadata", meta), ("basic", first), ("basic", second), ("basic", first)])
+    calls, accepted, metadata = tally([("metadata", meta), ("decoded", first), ("decoded", second), ("decoded", first)])
     assert metadata == 1 and accepted == 0
     assert {k: len(v) for k, v in calls.items()} == {("encode", None): 1, ("decode", None): 1, ("rubrics", None): 1}
 
