@@ -51,7 +51,7 @@ async def test_one_seed_with_the_real_local_model_is_fully_accounted_for(setting
         assert worker.popen.poll() is None, f"worker died:\n{worker.tail()}"
         return ledger.account(seed.id).complete
 
-    topics = ("metadata", "basic", "tailored", "scored", "accepted", "rejected", "deadletter")
+    topics = ("metadata", "decoded", "basic", "duplicates", "tailored", "scored", "accepted", "rejected", "deadletter")
     assert await follow_until(settings, topics, add, done, timeout=600), (
         f"{ledger.account(seed.id).summary()}\n{worker.tail()}"
     )
