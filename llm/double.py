@@ -29,6 +29,8 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from schemas.records import normalise_text
+
 KINDS = ("judge", "rubrics", "tailor", "decode", "encode", "answer")
 JUDGE_A1_START = "[The Start of Assistant 1's Answer]"
 JUDGE_A1_END = "[The End of Assistant 1's Answer]"
@@ -172,7 +174,15 @@ _USE_CASES = (
     "Product description writing",
     "Data analysis reporting",
     "Health and fitness coaching",
-)
+    "Customer support replies",
+    "Meal and recipe planning",
+    "Software architecture review",
+    "History lesson preparation",
+    "Marketing copy drafting",
+    "Contract and policy summarizing",
+    "Job application coaching",
+    "Home repair guidance",
+)  # many: instructions of different metadata seldom share a use case and a task
 _SKILLS = (
     "persuasive writing",
     "logical reasoning",
@@ -280,48 +290,69 @@ _PLACES = (
 _CITIES = (
     "Porto", "Nairobi", "Osaka", "Lima", "Oslo", "Denver", "Kraków", "Hanoi",
     "Cork", "Tunis", "Quito", "Perth", "Leeds", "Bergen", "Accra", "Tallinn",
+    "Dakar", "Seville", "Busan", "Halifax", "Tbilisi", "Recife", "Graz", "Nagpur",
 )  # fmt: skip
 # Steps coprime with len(_TASKS) == 48: the first 48 indices of one prompt get distinct tasks.
 _TASK_STEPS = (1, 5, 7, 11, 13, 17, 19, 23)
 _DECODE_USE = re.compile(r"^Intended use:[ \t]*(.+)$", re.M)
 _DECODE_SKILLS = re.compile(r"^Required abilities:[ \t]*(.+)$", re.M)
+_DECODE_RICH = tuple(
+    re.compile(rf"^{label}:[ \t]*(.+)$", re.M) for label in ("Domain", "Difficulty", "Format constraints")
+)  # format constraints last
 
 
 def decode_reply(prompt: str) -> str:
-    """Instructions that are pure functions of the decode prompt (the same prompt, the same
-    list: the dedup stage's exact pass drops a repeat) and that name its use case and skills,
-    so instructions of different metadata are not near duplicates of each other."""
+    """Instructions that name the prompt's use case and skills. As from a real model sampling
+    at some temperature: the same metadata gives the same tasks, places and audiences, whatever
+    the order of its skills (the topic key is the use case, the skill set and the rich fields),
+    while the wording follows the prompt's own text (its skills in their order, a case tag of
+    the prompt). So the same prompt gives the same list (the dedup stage's exact pass drops a
+    repeat), a paraphrased seed's metadata, its skills in another order, gives near duplicates
+    (the embedding pass), and different metadata gives instructions apart from each other."""
     match = re.search(r"[Gg]enerate (\d+)", prompt)
     n = int(match.group(1)) if match else 10
-    uses, skills = _DECODE_USE.findall(prompt), _DECODE_SKILLS.findall(prompt)
-    use_case = uses[-1].strip() if uses else "General assistance"  # the last: examples come first
-    skill_list = [s.strip() for s in skills[-1].split(",") if s.strip()] if skills else []
-    return "\n".join(
-        f"{i}. {_instruction(prompt, i, use_case, skill_list or ['clear explanation'])}" for i in range(1, n + 1)
-    )
+    use_case = _last(_DECODE_USE, prompt) or "General assistance"
+    skills = [s.strip() for s in _last(_DECODE_SKILLS, prompt).split(",") if s.strip()] or ["clear explanation"]
+    topic = _topic_key(prompt, use_case, skills)
+    return "\n".join(f"{i}. {_instruction(prompt, topic, i, use_case, skills)}" for i in range(1, n + 1))
 
 
-def _instruction(prompt: str, i: int, use_case: str, skills: list[str]) -> str:
-    start, step = stable_hash(prompt, "task"), _TASK_STEPS[stable_hash(prompt, "step") % len(_TASK_STEPS)]
+def _last(pattern: re.Pattern[str], prompt: str) -> str:
+    """The last line the pattern finds (the few-shot examples come before the metadata)."""
+    found = pattern.findall(prompt)
+    return found[-1].strip() if found else ""
+
+
+def _topic_key(prompt: str, use_case: str, skills: list[str]) -> str:
+    """What the instructions are about: the metadata as a set, blind to the skills' order."""
+    rich = [_last(pattern, prompt) for pattern in _DECODE_RICH]
+    formats = sorted(f.strip() for f in rich[-1].split(";") if f.strip())
+    return "\x1e".join([use_case, *sorted(skills), *rich[:-1], *formats])
+
+
+def _instruction(prompt: str, topic: str, i: int, use_case: str, skills: list[str]) -> str:
+    start, step = stable_hash(topic, "task"), _TASK_STEPS[stable_hash(topic, "step") % len(_TASK_STEPS)]
     task = _TASKS[(start + i * step) % len(_TASKS)]
-    audience = _pick(_AUDIENCES, prompt, str(i), "audience")
-    place = _pick(_PLACES, prompt, str(i), "place")
-    city = _pick(_CITIES, prompt, str(i), "city")
-    first, second = skills[i % len(skills)], skills[(i + 1) % len(skills)]
-    drawing_on = first if first == second else f"{first} and {second}"
+    audience = _pick(_AUDIENCES, topic, str(i), "audience")
+    place = _pick(_PLACES, topic, str(i), "place")
+    city = _pick(_CITIES, topic, str(i), "city")
+    # Two skills (the i-th pair of the set), in the prompt's order: a paraphrase's wording.
+    left_out = sorted(skills)[i % len(skills)] if len(skills) > 2 else None
+    named = [s for s in skills if s != left_out]
+    drawing_on = " and ".join(named)
     return f"{use_case}: {task} {place} in {city} {audience}, drawing on {drawing_on} (case {_tag(prompt)}-{i})."
 
 
 def encode_reply(prompt: str) -> str:
     """Metadata picked by a hash of the seed's content words, so paraphrases of one request
-    ("How do I sort a list in Python?", "How can I sort a Python list?") get the same
-    metadata, as from a real encoder. The rich fields come when the prompt asks for them."""
+    ("How do I sort a list in Python?", "How can I sort a Python list?") get the same use case
+    and the same skills, as from a real encoder; the skills' order, as a sampling model's
+    would, follows the seed's own text (the same seed, up to case and white space, the same
+    order). The rich fields come when the prompt asks for them."""
     seed, asked = _seed_in(prompt)
     key = " ".join(content_words(seed)) or seed  # a seed of stop words only is its own key
     use_case = _pick(_USE_CASES, key, "use case")
-    start = stable_hash(key, "skills")
-    step = 1 + stable_hash(key, "step") % 3  # 1..3 is coprime with 12: three distinct skills
-    skills = [_SKILLS[(start + j * step) % len(_SKILLS)] for j in range(3)]
+    skills = _ordered(_skill_set(key), normalise_text(seed))
     lines = [f"Use case: {use_case}", f"Skills: {', '.join(skills)}"]
     if "Difficulty:" in asked:
         first = stable_hash(key, "formats")
@@ -332,6 +363,21 @@ def encode_reply(prompt: str) -> str:
             f"Format constraints: {'; '.join(formats)}",
         ]
     return "\n".join(lines)
+
+
+def _skill_set(key: str, size: int = 3) -> list[str]:
+    """`size` distinct skills, any combination of them (not a run of neighbours: unrelated
+    seeds rarely share a set, and a shared set means shared instruction topics)."""
+    pool = list(_SKILLS)
+    chosen = []
+    for j in range(size):
+        chosen.append(pool.pop(stable_hash(key, "skills", str(j)) % len(pool)))
+    return sorted(chosen)
+
+
+def _ordered(items: list[str], text: str) -> list[str]:
+    """`items` in an order drawn from `text`."""
+    return sorted(items, key=lambda item: stable_hash(text, "order", item))
 
 
 def _seed_in(prompt: str) -> tuple[str, str]:

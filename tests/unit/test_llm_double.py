@@ -137,6 +137,65 @@ def test_decoded_instructions_differ_between_prompts():
     assert not set(decode_reply(DECODE).split("\n")) & set(decode_reply(DECODE + " ").split("\n"))
 
 
+def _decoded(use_case: str, skills: tuple[str, ...]) -> list[str]:
+    prompt = decode.build_prompt(MetadataSummary(use_case=use_case, skills=skills), n=4)
+    return [line.split(". ", 1)[1] for line in decode_reply(prompt[-1]["content"]).split("\n")]
+
+
+def _topic(instruction: str) -> str:
+    return instruction.partition(", drawing on")[0]
+
+
+def test_decoded_topics_follow_the_skill_set_and_the_wording_the_skill_order():
+    """As a sampling model would: the same use case and skills in another order, the same
+    tasks in other words (near duplicates, not exact ones)."""
+    ordered = _decoded("Travel planning", ("budgeting", "route planning", "packing"))
+    reordered = _decoded("Travel planning", ("packing", "budgeting", "route planning"))
+    assert [_topic(a) for a in ordered] == [_topic(b) for b in reordered]
+    assert all(a != b for a, b in zip(ordered, reordered, strict=True))
+    other_skill = _decoded("Travel planning", ("budgeting", "route planning", "map reading"))
+    other_use = _decoded("Trip planning", ("budgeting", "route planning", "packing"))
+    for other in (other_skill, other_use):
+        assert not {_topic(a).partition(": ")[2] for a in ordered} & {_topic(b).partition(": ")[2] for b in other}
+
+
+def test_decoded_topics_include_the_rich_fields():
+    rich = _rich_decode_prompt()[-1]["content"]
+    harder = rich.replace("Difficulty: easy", "Difficulty: hard")
+    assert harder != rich
+    topics = [{_topic(line.split(". ", 1)[1]) for line in decode_reply(p).split("\n")} for p in (rich, harder)]
+    assert not topics[0] & topics[1]
+
+
+def test_paraphrased_seeds_decode_to_near_duplicates_and_other_metadata_does_not():
+    """The property bench-dedup measures, with the real embedder on the benchmark's seeds:
+    paraphrases (the same content words) whose skills came in another order decode to near
+    duplicates (cosine >= 0.9) that are not exact ones; other metadata stays under 0.9."""
+    from agents.embeddings import MiniLMEmbedder
+
+    seeds = [json.loads(line)["text"] for line in (ROOT / "examples" / "seeds-neardup.jsonl").read_text().splitlines()]
+    texts, sets, orders = [], [], []
+    for seed in seeds:
+        meta = encode.parse(encode_reply(_encode_prompt(seed)[-1]["content"]), max_skills=3)
+        assert isinstance(meta, MetadataSummary)
+        prompt = decode.build_prompt(meta, n=3)[-1]["content"]
+        for line in decode_reply(prompt).split("\n"):
+            texts.append(line.split(". ", 1)[1])
+            sets.append((meta.use_case, frozenset(meta.skills), line.split(".")[0]))
+            orders.append(meta.skills)
+    vectors = MiniLMEmbedder().embed(texts)
+    near, other = [], []
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            if sets[i] == sets[j] and orders[i] != orders[j]:
+                assert texts[i] != texts[j]
+                near.append(float(vectors[i] @ vectors[j]))
+            elif sets[i][:2] != sets[j][:2]:
+                other.append(float(vectors[i] @ vectors[j]))
+    assert len(near) >= 10, "the file holds paraphrases whose skills came in another order"
+    assert min(near) >= 0.9 > max(other)
+
+
 @pytest.mark.parametrize(("prompt", "k"), [(RUBRICS, 3), ("Rubric 1: give rubrics", 4)])
 def test_rubrics_come_in_k_rubric_action_pairs(prompt, k):
     lines = rubrics_reply(prompt).split("\n")
@@ -190,18 +249,32 @@ def test_content_words_drop_case_punctuation_order_and_function_words():
         ("Write a haiku about autumn rain.", "write a HAIKU about rain, autumn"),
     ],
 )
-def test_paraphrased_seeds_get_the_same_metadata(first, second):
+def test_paraphrased_seeds_get_the_same_use_case_and_skill_set(first, second):
     for rich in (False, True):
-        a = answer_for("encode", _encode_prompt(first, rich=rich), "m")
-        b = answer_for("encode", _encode_prompt(second, rich=rich), "m")
-        assert a == b
+        a = answer_for("encode", _encode_prompt(first, rich=rich), "m").split("\n")
+        b = answer_for("encode", _encode_prompt(second, rich=rich), "m").split("\n")
+        assert a[0] == b[0] and a[2:] == b[2:]
+        assert a[1].startswith("Skills: ") and sorted(a[1][8:].split(", ")) == sorted(b[1][8:].split(", "))
+
+
+def test_the_same_seed_gets_the_same_metadata_and_paraphrases_their_own_skill_order():
+    """The skills' order follows the seed's text (up to case and white space), as a sampling
+    model's would, so a paraphrase's decode prompt differs from the original's."""
+    for rich in (False, True):
+        same = {answer_for("encode", _encode_prompt(s, rich=rich), "m") for s in ("Sort a list.", "  sort a LIST. ")}
+        assert len(same) == 1
+    paraphrases = ["How do I sort a list in Python?", "How can I sort a Python list?", "Python: sort a list, how?"]
+    paraphrases += ["How would I sort a list in Python?", "Sort a list in python.", "In Python, how to sort a list?"]
+    replies = [encode_reply(_encode_prompt(s)[-1]["content"]).split("\n") for s in paraphrases]
+    assert len({r[0] for r in replies}) == len({frozenset(r[1][8:].split(", ")) for r in replies}) == 1
+    assert len({r[1] for r in replies}) > 1
 
 
 def test_distinct_seeds_get_varied_metadata():
     seeds = [json.loads(line)["text"] for line in (ROOT / "examples" / "seeds.jsonl").read_text().splitlines()]
     replies = [encode_reply(_encode_prompt(s, rich=True)[-1]["content"]).split("\n") for s in seeds]
     assert len(seeds) >= 20
-    assert len({r[0] for r in replies}) >= 6  # use cases (8 in all)
+    assert len({r[0] for r in replies}) >= 6  # use cases (16 in all)
     assert len({r[1] for r in replies}) >= len(seeds) * 2 // 3  # skill sets
     assert len({r[2] for r in replies}) >= 6  # domains (10 in all)
     assert {r[3] for r in replies} == {f"Difficulty: {d}" for d in ("easy", "medium", "hard")}
