@@ -1,11 +1,13 @@
 """`codeclm bench-dedup`: what the dedup stage saves. The same seeds with deliberate near
 duplicates (examples/seeds-neardup.jsonl: 40 requests, then 20 rewordings of some of them) go
-through the whole pipeline on the embedded broker with the LLM double twice, with dedup off
-and on; the figures are the LLM calls each run made (the double's own count), the
-instructions dropped by method, and the calls saved. Then the embedding pass alone on the
-seed texts as if they were instructions (the double's decode repeats itself exactly for
-paraphrases that share their content words, so with it the exact pass does the work; real
-rewordings are what the embeddings are for), and the embedder's speed.
+through the whole pipeline on the embedded broker with the LLM double three times: dedup off,
+the exact pass only, and exact + embeddings. The figures are the LLM calls each run made (the
+double's own count), the instructions dropped by method, and the calls saved. The double
+gives a reworded seed (the same content words) the same use case and skill set, its skills in
+an order of the seed's own, and decodes that metadata to the same tasks in other words: near
+duplicates, as from a sampling model, which only the embedding pass catches (the exact pass
+catches the rewordings whose skills came in the same order). Then the embedding pass alone
+on the seed texts as if they were instructions, and the embedder's speed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from streams.topics import CONSERVATION_TOPICS
 
 SEEDS_FILE = Path(__file__).resolve().parents[2] / "examples" / "seeds-neardup.jsonl"
 CONTRAST_KINDS = ("answer", "judge")  # the double's names for contrast's calls
+MODES = ("off", "exact", "on")  # dedup off, the exact pass only, exact + embeddings
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Options:
 
 @dataclass
 class RunFigures:
-    dedup: str  # "off" or "on"
+    dedup: str  # one of MODES
     seconds: float
     llm_calls: int
     llm_calls_by_kind: dict[str, int]
@@ -66,7 +69,7 @@ def load_seeds(path: Path) -> list[Seed]:
     return [s for s in read_seeds(path) if not isinstance(s, BadLine)]
 
 
-def run_settings(opts: Options, bootstrap: str, double: Double, work: Path, on: bool) -> Settings:
+def run_settings(opts: Options, bootstrap: str, double: Double, work: Path, mode: str) -> Settings:
     run = uuid.uuid4().hex[:6]
     return overlay(
         Settings(),
@@ -78,16 +81,20 @@ def run_settings(opts: Options, bootstrap: str, double: Double, work: Path, on: 
                 "instructions_per_metadata": opts.instructions_per_metadata,
                 "max_iterations": opts.max_iterations,
             },
-            "dedup": {"enabled": on, "embeddings": "on" if on else "off", "similarity_threshold": opts.threshold},
+            "dedup": {
+                "enabled": mode != "off",
+                "embeddings": "on" if mode == "on" else "off",
+                "similarity_threshold": opts.threshold,
+            },
             "worker": {"app_id": f"dedup{run}", "data_dir": str(work / f"dedup{run}"), "http_enabled": False},
         },
     )
 
 
-async def pipeline_run(stack: Stack, opts: Options, bootstrap: str, seeds: list[Seed], on: bool) -> RunFigures:
+async def pipeline_run(stack: Stack, opts: Options, bootstrap: str, seeds: list[Seed], mode: str) -> RunFigures:
     """One run on a fresh set of topics and a fresh double (its call count is this run's)."""
-    double = stack.double(f"double-{'on' if on else 'off'}", opts.latency_ms, opts.latency_ms / 4)
-    settings = run_settings(opts, bootstrap, double, stack.work, on)
+    double = stack.double(f"double-{mode}", opts.latency_ms, opts.latency_ms / 4)
+    settings = run_settings(opts, bootstrap, double, stack.work, mode)
     workers = stack.workers(settings, 1)
     await wait_until_consuming(settings, ALL_STAGES, 1, workers)
     started = time.monotonic()
@@ -118,7 +125,7 @@ async def pipeline_run(stack: Stack, opts: Options, bootstrap: str, seeds: list[
     for account in accounts:
         kept |= account.generated - set(account.duplicates)
     return RunFigures(
-        dedup="on" if on else "off",
+        dedup=mode,
         seconds=round(seconds, 1),
         llm_calls=int(stats["calls"]),
         llm_calls_by_kind={k: int(v) for k, v in stats["by_kind"].items()},
@@ -185,37 +192,41 @@ async def bench(opts: Options) -> dict[str, Any]:
     with TemporaryDirectory(prefix="codeclm-bench-dedup-") as tmp, ExitStack() as exits:
         stack = Stack(exits, opts.work_dir or Path(tmp))
         bootstrap = await asyncio.to_thread(stack.broker, 4, opts.bootstrap)
-        off = await pipeline_run(stack, opts, bootstrap, seeds, on=False)
-        on = await pipeline_run(stack, opts, bootstrap, seeds, on=True)
+        runs = {mode: await pipeline_run(stack, opts, bootstrap, seeds, mode) for mode in MODES}
     offline = await offline_pass([s.text for s in seeds], opts.threshold)
-    return {"seeds": len(seeds), "off": off, "on": on, "offline": offline}
+    return {"seeds": len(seeds), **runs, "offline": offline}
+
+
+def _saved(base: int, now: int) -> str:
+    return f"{base - now} ({100 * (base - now) / max(1, base):.1f}%)"
 
 
 def render(figures: dict[str, Any], opts: Options) -> str:
     off: RunFigures = figures["off"]
+    runs: list[RunFigures] = [figures[mode] for mode in MODES]
     on: RunFigures = figures["on"]
     offline: OfflinePass = figures["offline"]
-    saved = off.llm_calls - on.llm_calls
-    contrast_saved = off.contrast_calls - on.contrast_calls
     lines = [
         f"dedup benchmark: {figures['seeds']} seeds ({opts.seeds_file.name}), {opts.instructions_per_metadata} "
         f"instructions per metadata, {opts.max_iterations} iterations, LLM double at {opts.latency_ms:g} ms, "
         f"threshold {opts.threshold:g}",
         "",
-        f"{'dedup':<6} {'LLM calls':>9} {'contrast':>9} {'decoded':>8} {'kept':>5} {'exact':>6} {'near':>5} "
-        f"{'accepted':>9} {'rejected':>9} {'seconds':>8}",
+        f"{'dedup':<18} {'LLM calls':>9} {'saved':>13} {'contrast':>9} {'decoded':>8} {'kept':>5} {'exact':>6} "
+        f"{'near':>5} {'accepted':>9} {'rejected':>9} {'seconds':>8}",
     ]
-    for r in (off, on):
+    labels = {"off": "off", "exact": "exact only", "on": "exact + embeddings"}
+    for r in runs:
         lines.append(
-            f"{r.dedup:<6} {r.llm_calls:>9} {r.contrast_calls:>9} {r.instructions:>8} {r.kept:>5} "
-            f"{r.dropped.get('exact', 0):>6} {r.dropped.get('embedding', 0):>5} {r.accepted:>9} {r.rejected:>9} "
-            f"{r.seconds:>8}"
+            f"{labels[r.dedup]:<18} {r.llm_calls:>9} {_saved(off.llm_calls, r.llm_calls):>13} {r.contrast_calls:>9} "
+            f"{r.instructions:>8} {r.kept:>5} {r.dropped.get('exact', 0):>6} {r.dropped.get('embedding', 0):>5} "
+            f"{r.accepted:>9} {r.rejected:>9} {r.seconds:>8}"
         )
+    exact = figures["exact"]
     lines += [
         "",
-        f"calls saved: {saved} of {off.llm_calls} ({100 * saved / max(1, off.llm_calls):.1f}%); "
-        f"contrast calls saved: {contrast_saved} of {off.contrast_calls} "
-        f"({100 * contrast_saved / max(1, off.contrast_calls):.1f}%)",
+        f"calls saved by exact + embeddings: {_saved(off.llm_calls, on.llm_calls)} of {off.llm_calls}, of which "
+        f"the embedding pass {exact.llm_calls - on.llm_calls}; contrast calls saved: "
+        f"{_saved(off.contrast_calls, on.contrast_calls)} of {off.contrast_calls}",
         f"instructions dropped: {sum(on.dropped.values())} of {on.instructions} "
         f"(exact {on.dropped.get('exact', 0)}, embedding {on.dropped.get('embedding', 0)})",
         "",
@@ -229,12 +240,14 @@ def render(figures: dict[str, Any], opts: Options) -> str:
 
 
 def as_json(figures: dict[str, Any]) -> dict[str, Any]:
-    off, on = figures["off"], figures["on"]
+    off = figures["off"]
+    runs = {mode: {**asdict(figures[mode]), "contrast_calls": figures[mode].contrast_calls} for mode in MODES}
     return {
         "seeds": figures["seeds"],
-        "off": {**asdict(off), "contrast_calls": off.contrast_calls},
-        "on": {**asdict(on), "contrast_calls": on.contrast_calls},
-        "calls_saved": off.llm_calls - on.llm_calls,
-        "calls_saved_ratio": round((off.llm_calls - on.llm_calls) / max(1, off.llm_calls), 4),
+        **runs,
+        "calls_saved": {mode: off.llm_calls - figures[mode].llm_calls for mode in MODES[1:]},
+        "calls_saved_ratio": {
+            mode: round((off.llm_calls - figures[mode].llm_calls) / max(1, off.llm_calls), 4) for mode in MODES[1:]
+        },
         "offline": asdict(figures["offline"]),
     }

@@ -1,5 +1,5 @@
-"""`codeclm bench-dedup`: LLM calls with the dedup stage off and on, on seeds with deliberate
-near duplicates, and what the embedding pass catches (streams/bench/dedup.py)."""
+"""`codeclm bench-dedup`: LLM calls with the dedup stage off, exact only, and exact +
+embeddings, on seeds with deliberate near duplicates (streams/bench/dedup.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench-dedup",
-        help="LLM calls saved by the near-duplicate filter (pipeline with the LLM double, dedup off and on)",
+        help="LLM calls saved by the near-duplicate filter (pipeline with the LLM double: dedup off, exact, exact + "
+        "embeddings)",
         description="Starts the embedded broker (or uses --bootstrap), runs the seeds through the whole pipeline "
-        "with the LLM double twice, dedup off then on, and prints the LLM calls of each run, the instructions "
+        "with the LLM double three times (dedup off, the exact pass only, exact + embeddings), and prints the LLM "
+        "calls of each run, the instructions "
         "dropped by method, the calls saved, and the embedding pass alone on the seed texts.",
     )
     p.add_argument("--seeds-file", type=Path, help="JSONL of seeds (default examples/seeds-neardup.jsonl)")
