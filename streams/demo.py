@@ -44,7 +44,7 @@ DEMO_PIPELINE = {
 def demo_settings(args: argparse.Namespace) -> tuple[Settings, dict[str, object]]:
     """The user's settings, with demo sizes for the pipeline numbers they did not set."""
     settings = settings_from_args(args)
-    chosen = {
+    chosen: dict[str, object] = {
         name: value
         for name, value in DEMO_PIPELINE.items()
         if getattr(args, name, None) is None and f"CODECLM_PIPELINE__{name.upper()}" not in os.environ

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
             print("stopped" if broker.stop() else "not running")
         else:
             pid = broker.running_pid()
-            state = broker.read_state()
-            if pid and state:
-                print(f"running (pid {pid}) on {state.bootstrap}, data in {broker.data_dir}")
+            running = broker.read_state()
+            if pid and running:
+                print(f"running (pid {pid}) on {running.bootstrap}, data in {broker.data_dir}")
             else:
                 print(f"not running (data in {broker.data_dir})")
                 return 3
