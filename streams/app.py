@@ -73,6 +73,10 @@ class LLMResources(mode.Service):
         self.context: StageContext | None = None
         self.ready = asyncio.Event()
         self.runners: list[StageRunner] = []  # every stage of the worker, for drain_stages
+        # Whose producer every stage sends with: the first stage app's (the worker's main app,
+        # started first and stopped last). One producer batches all stages' outputs into one
+        # produce request per linger, where one per stage app cost a request each.
+        self.producer_app: faust.App | None = None
 
     async def on_start(self) -> None:
         self.session = open_session(self.settings)
@@ -228,7 +232,7 @@ class StageRunner:
         # faust's message objects, serializer lookup and sensors cost ~5% of a worker's CPU.
         # Sent now, not attached to the current event (faust would publish those at commit
         # time, after the ack we are waiting for).
-        producer = await self.app.maybe_start_producer()
+        producer = await (self.resources.producer_app or self.app).maybe_start_producer()
         futures = [
             await producer.send(
                 self._topic_name(emit.topic),
@@ -358,6 +362,8 @@ def create_stage_app(stage: str, settings: Settings, resources: LLMResources) ->
         stream_wait_empty=False,
     )
     runner = StageRunner(stage, app, settings, resources)
+    if resources.producer_app is None:
+        resources.producer_app = app
     inputs = app.topic(
         *(settings.topic(name) for name in STAGE_INPUTS[stage]), value_serializer="raw", key_serializer="raw"
     )
