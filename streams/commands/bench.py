@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, dest="timeout_s", help="give up on a run after this many seconds")
     p.add_argument("--worker-cmd", help="command to run a worker, e.g. under a profiler")
     p.add_argument("--worker-log-level", choices=["crit", "error", "warn", "info", "debug"], help="default info")
+    p.add_argument(
+        "--dedup-embeddings",
+        choices=["off", "auto", "on"],
+        help="the dedup stage's near-duplicate embeddings in the workers (default off: exact duplicates only)",
+    )
     p.add_argument("--no-timelines", dest="timelines", action="store_false", default=None, help="skip the timelines")
     p.set_defaults(func=run)
 
