@@ -58,7 +58,7 @@ def crash_settings(bootstrap: str, llm_url: str, data_dir: Path) -> Settings:
             # Which of two duplicates dedup keeps depends on arrival order, and the double gives
             # many seeds here the same metadata: with dedup on, no run would match the reference
             # id for id. The stage still runs (it passes everything on); tests/integration/
-            # test_dedup.py kills workers with dedup on.
+            # test_dedup_pipeline.py kills workers with dedup on.
             "dedup": {"enabled": False},
             "worker": {"app_id": f"crash{run}", "data_dir": str(data_dir), "http_enabled": False},
         },
