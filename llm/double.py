@@ -684,16 +684,17 @@ class LLMDouble:
         if fault == "timeout":
             await asyncio.sleep(config.hang_s)
 
-        content: str | None = answer_for(kind, messages, model)
+        answer = answer_for(kind, messages, model)
+        content: str | None = answer
         finish_reason = "stop"
         if fault == "malformed":
             content = MALFORMED_TEXT
         elif fault == "empty_choices":
             content = None
         elif fault == "length":
-            content, finish_reason = truncate_words(content, count_tokens(content) // 2), "length"
-        elif isinstance(max_tokens, int) and count_tokens(content) > max_tokens:
-            content, finish_reason = truncate_words(content, max_tokens), "length"
+            content, finish_reason = truncate_words(answer, count_tokens(answer) // 2), "length"
+        elif isinstance(max_tokens, int) and count_tokens(answer) > max_tokens:
+            content, finish_reason = truncate_words(answer, max_tokens), "length"
 
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in messages)
         reply = chat_body(model, content, finish_reason=finish_reason, prompt_tokens=prompt_tokens)
