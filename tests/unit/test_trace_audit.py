@@ -51,7 +51,8 @@ def test_trace_shows_why_an_instruction_was_dropped_as_a_duplicate(run):
     dropped = next(r for t, r in run if t == "duplicates")
     text = render(build(dropped.seed_id, run), width=400)
     assert "dropped as a duplicate" in text
-    assert f"duplicate of {dropped.duplicate_of} (same text): {dropped.duplicate_of_text}" in text
+    how = "same text" if dropped.method == "exact" else f"cosine {dropped.similarity:.3f} >= {dropped.threshold:g}"
+    assert f"duplicate of {dropped.duplicate_of} ({how}): {dropped.duplicate_of_text}" in text
 
 
 def test_trace_of_an_unknown_seed_says_so(run):
