@@ -153,6 +153,7 @@ def build_instructions(
                 rubrics=rubrics,
                 actions=actions,
                 llm_calls=calls if index == 0 else (),
+                seed_text=metadata.seed_text,
             )
         )
     return out

@@ -64,6 +64,7 @@ def accepted_pair(scored: ScoredPair) -> AcceptedPair:
         target_score=scored.target_score,
         gap=scored.gap,
         metadata=scored.instruction.metadata,
+        seed_text=scored.instruction.seed_text,
         lineage=lineage(scored),
         llm_calls=calls,
         prompt_tokens=prompt_tokens,

@@ -128,6 +128,7 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
         actions=previous.actions,
         applied_action=action,
         llm_calls=(asked.call,),
+        seed_text=previous.seed_text,
     )
     return [Emit("tailored", tailored)]
 

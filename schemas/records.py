@@ -124,6 +124,7 @@ class Instruction(Record):
     actions: tuple[str, ...]
     applied_action: str | None = None
     llm_calls: tuple[LLMCall, ...] = ()
+    seed_text: str | None = Field(default=None, description="the seed it came from, carried to the sink")
 
 
 # -- scored ----------------------------------------------------------------------------------

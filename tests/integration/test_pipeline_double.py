@@ -59,9 +59,12 @@ async def test_twenty_seeds_end_in_accepted_rejected_or_dead_letters(settings, l
     assert accepted and rejected, "the double's scores give both verdicts"
     assert any(p.iteration > 1 for p in accepted), "some pairs came through tailor"
 
-    # Lineage leads back to the seed; the kept answer follows the sign of the gap.
+    # Lineage leads back to the seed, whose text the pair carries; the kept answer follows the
+    # sign of the gap.
+    seed_texts = {s.id: s.text for s in seeds}
     for pair in accepted:
         assert pair.seed_id in wanted
+        assert pair.seed_text == seed_texts[pair.seed_id]
         assert pair.lineage[0] == pair.seed_id
         assert derive_id("meta", pair.seed_id) in pair.lineage
         assert pair.root_id in pair.lineage
