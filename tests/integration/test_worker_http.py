@@ -72,7 +72,10 @@ async def test_metrics_lag_and_health_of_a_worker_that_ran_seeds(settings, llm_d
     worker = start_worker(settings)
     url = endpoint_url(worker)
     assert url_of_worker(settings.worker.data_dir / URL_FILE) == url  # where `codeclm status` looks
-    seeds = [seed_from_text(f"metrics seed {i}") for i in range(4)]
+    # Seeds that differ in words: the LLM double gives seeds differing only in a digit one
+    # metadata, and dedup would keep a single seed's instructions (maybe with no accepted pair).
+    topics = ("a garden shed", "a school trip", "a bakery menu", "a chess club")
+    seeds = [seed_from_text(f"Plan the budget of {topic} for next spring") for topic in topics]
     await produce_seeds(settings, seeds)
     ledger = Ledger()
     assert await follow_until(
