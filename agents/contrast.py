@@ -1,21 +1,25 @@
 """contrast: an instruction -> the strong and the target model's answers and the judge's
 scores of both (the paper's contrastive filtering, Figure 11's Vicuna-style pairwise judge).
 
-Each pair is judged `judge_passes` times with the answer order alternating, and the scores
-averaged, because LLM judges favour whichever answer they read first.
+Each pair is judged `judge_passes` times with the answer order alternating, because LLM
+judges favour whichever answer they read first. The scores are averaged per order first, then
+across the orders, so each order weighs the same whatever the number of passes (with an odd
+number the extra pass only refines its order's mean). One pass reads the strong answer first
+and leaves the position bias uncorrected.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from agents.base import Emit, ParseFailure, StageContext, ask, load_prompt
-from agents.parsing import ChatPrompt, gather_or_fail, strip_emphasis
+from agents.base import Emit, ParseFailure, StageContext, ask
+from agents.parsing import gather_or_fail, strip_emphasis
+from agents.prompt_sets import PromptSet, load_prompt_set
 from llm.base import Message
 from schemas import Instruction, JudgeVerdict, ScoredPair, derive_id
 
-JUDGE_PROMPT = ChatPrompt.parse(load_prompt("judge"))
+PAPER = load_prompt_set("paper")
 MIN_SCORE, MAX_SCORE = 1.0, 10.0
 
 _DENOMINATOR = re.compile(r"[ \t]*(?:/|out[ \t]+of)[ \t]*10(?![\d.])", re.I)
@@ -35,10 +39,10 @@ def parse_answer(text: str) -> str | ParseFailure:
     return answer if answer else ParseFailure("empty answer", text)
 
 
-def build_judge_prompt(question: str, answer_1: str, answer_2: str) -> list[Message]:
-    """System message with the rating rules (Vicuna's pairwise prompt), few-shot examples, then
-    the question and the two answers as data."""
-    return JUDGE_PROMPT.messages(question=question.strip(), answer_1=answer_1.strip(), answer_2=answer_2.strip())
+def build_judge_prompt(question: str, answer_1: str, answer_2: str, *, prompts: PromptSet = PAPER) -> list[Message]:
+    """The set's judge prompt (Vicuna's pairwise rating; scores only in the paper set,
+    examples and an explanation in the small-model set), the question and answers as data."""
+    return prompts.judge.messages(question=question.strip(), answer_1=answer_1.strip(), answer_2=answer_2.strip())
 
 
 def parse_judge(text: str) -> tuple[float, float] | ParseFailure:
@@ -81,11 +85,19 @@ def to_verdict(scores: tuple[float, float], *, strong_first: bool) -> JudgeVerdi
 
 
 def average(verdicts: Sequence[JudgeVerdict]) -> tuple[float, float, float]:
-    """(strong, target, gap) averaged over the passes; rounded so that float noise cannot
-    push a gap across the filter's threshold."""
-    strong = round(sum(v.strong_score for v in verdicts) / len(verdicts), 6)
-    target = round(sum(v.target_score for v in verdicts) / len(verdicts), 6)
+    """(strong, target, gap): the mean of each answer order's mean, so both orders weigh the
+    same however many passes each had; rounded so that float noise cannot push a gap across
+    the filter's threshold."""
+    orders = [[v for v in verdicts if v.strong_first == first] for first in (True, False)]
+    means = [(_mean(v.strong_score for v in o), _mean(v.target_score for v in o)) for o in orders if o]
+    strong = round(_mean(m[0] for m in means), 6)
+    target = round(_mean(m[1] for m in means), 6)
     return strong, target, round(strong - target, 6)
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
@@ -101,6 +113,7 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
                 temperature=p.answer_temperature,
                 max_tokens=p.answer_max_tokens,
                 attempts=p.parse_attempts,
+                reask_temperature=p.reask_temperature,
             )
             for model, purpose in ((ctx.strong, "answer_strong"), (ctx.target, "answer_target"))
         )
@@ -114,12 +127,15 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
                     instruction.text,
                     strong.value if strong_first else target.value,
                     target.value if strong_first else strong.value,
+                    prompts=ctx.prompts,
                 ),
                 parse_judge,
                 purpose="judge",
                 temperature=p.judge_temperature,
                 max_tokens=p.judge_max_tokens,
                 attempts=p.parse_attempts,
+                # a greedy judge asked again would give the same unparsable answer
+                reask_temperature=p.reask_temperature,
                 # Passes 0 and 2 send the same messages: a new sample range keeps them
                 # distinct calls (and cache entries) rather than one answer counted twice.
                 sample_base=(n // 2) * p.parse_attempts,
@@ -142,7 +158,8 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
         target_score=target_score,
         gap=gap,
         judgements=verdicts,
-        llm_calls=(strong.call, target.call, *(j.call for j in judged)),
+        llm_calls=(*strong.calls, *target.calls, *(call for j in judged for call in j.calls)),
+        prompts=ctx.prompts.ref,
     )
     return [Emit("scored", scored)]
 

@@ -1,6 +1,8 @@
-"""decode: metadata -> N basic instructions (iteration 1) and, once per metadata, the
-rubrics with matching actions that tailor later uses to make them harder (the paper's
-Figures 8 and 9). Both generations are zero-shot on the strong model and run concurrently.
+"""decode: metadata -> exactly N basic instructions (iteration 1) and, once per metadata,
+exactly k rubrics with matching actions that tailor later uses to make them harder (the
+paper's Figures 8 and 9). Both run concurrently on the strong model; when an answer brings
+fewer usable items than asked, the missing ones are asked for again (up to `parse_attempts`
+asks). The instructions are kept exactly as the model wrote them (`agents/instruction_text.py`).
 
 With `pipeline.rich_metadata` on, the instructions prompt (decode_rich.txt) also gives the
 metadata's domain, difficulty and format constraints for the instructions to honour; the
@@ -12,61 +14,63 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from agents.base import Emit, ParseFailure, StageContext, ask, load_prompt
+from agents import cost
+from agents.base import Emit, ParseFailure, StageContext, ask_for_items
+from agents.instruction_text import clean_item, list_items
 from agents.parsing import (
     PREAMBLE,
-    ChatPrompt,
     as_data,
     dedupe,
     gather_or_fail,
     has_letters,
+    is_list_item,
     is_placeholder,
-    list_items,
     normalise,
     strip_emphasis,
+    strip_marker,
     unquote,
+    unwrap_emphasis,
     word_count,
 )
+from agents.prompt_sets import ChatPrompt, PromptSet, load_prompt_set
 from llm.base import Message
-from schemas import Instruction, LLMCall, Metadata, MetadataSummary, derive_id
+from schemas import Instruction, LLMCall, Metadata, MetadataSummary, PromptSetRef, derive_id
 
-PROMPT = ChatPrompt.parse(load_prompt("decode"))
-RICH_PROMPT = ChatPrompt.parse(load_prompt("decode_rich"))
-RUBRICS_PROMPT = ChatPrompt.parse(load_prompt("rubrics"))
+PAPER = load_prompt_set("paper")
+NO_EXAMPLES: frozenset[str] = frozenset()
 
 
-def _example_items(prompt: ChatPrompt) -> frozenset[str]:
+def example_items(prompt: ChatPrompt) -> frozenset[str]:
     """The instructions the prompt's examples list: an answer repeating one copied it, not
     wrote it for this metadata (small models do copy the last example)."""
-    return frozenset(normalise(item) for _, answer in prompt.examples for item in list_items(answer))
+    return frozenset(normalise(clean_item(item)) for _, answer in prompt.examples for item in list_items(answer))
 
 
-_EXAMPLE_ITEMS = _example_items(PROMPT)
-_RICH_EXAMPLE_ITEMS = _example_items(RICH_PROMPT)
 # What the rich prompt says for a field encode could not fill.
 ANY_DOMAIN, ANY_DIFFICULTY, NO_CONSTRAINTS = "any", "any", "none"
 
-_ITEM_LABEL = re.compile(r"^(?:instruction|question|prompt|task)\s*:\s*", re.I)
 _ANSWER_LINE = re.compile(r"^(?:answer|response|output|solution)\s*:", re.I)
-# Capitalised only: "Answer:" after an instruction starts an answer; "the answer: 4" may not.
-# Not "Output:", which coding instructions use for their example ("Input: [3, 1] Output: [1, 3]").
-_INLINE_ANSWER = re.compile(r"\s(?:Answer|Response|Solution)\s*:.*$", re.S)
 _METADATA_ECHO = re.compile(r"^(?:use[ _-]*case|skills?|intended use|required abilities)\s*[:=]", re.I)
 _RUBRIC_LINE = re.compile(
-    r"^[\s>#*•+\-]*(?:\d{1,2}[.)]\s*)?"
-    r"(?:(rubric|criterion|criteria)|(?:improving\s+|improvement\s+|corresponding\s+)?(action))"
-    r"\s*#?\s*(\d{1,2})?\s*(?:\([^)\n]*\))?\s*(?:[:.)\-–]|$)\s*(.*)$",
+    r"^(?P<prefix>[ \t>#*_•+\-]*(?:\d{1,2}[.)][ \t]*)?(?:\*\*|__|\*)?)[ \t]*"
+    r"(?:(?P<rubric>rubric|criterion|criteria)|(?:improving[ \t]+|improvement[ \t]+|corresponding[ \t]+)?(?P<action>action))"
+    r"[ \t]*#?[ \t]*(?P<number>\d{1,2})?[ \t]*(?:\([^)\n]*\))?[ \t]*(?:\*\*|__|\*)?[ \t]*(?:[:.)\-–]|$)[ \t]*(?P<value>.*)$",
     re.I,
 )
+# "Rubrics:" and "Actions:" headings over two numbered lists (the paper's Figure 9 lists them so).
+_SECTION_HEADING = re.compile(
+    r"^[ \t#*_]*(?:(?P<rubric>rubrics?|criteria)|(?P<action>(?:improving[ \t]+)?actions?))[ \t*_]*:?[ \t*_]*$", re.I
+)
+_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t:|-]+\|?[ \t]*$")
 
 
-def build_prompt(metadata: MetadataSummary, *, n: int, rich: bool = False) -> list[Message]:
-    """System message with the format, few-shot examples, then the metadata as data; with
-    `rich`, the metadata's domain, difficulty and format constraints too."""
+def build_prompt(metadata: MetadataSummary, *, n: int, rich: bool = False, prompts: PromptSet = PAPER) -> list[Message]:
+    """The set's decode prompt (examples only in the small-model set), the metadata as data;
+    with `rich`, the metadata's domain, difficulty and format constraints too."""
     fields = {"n": n, "use_case": as_data(metadata.use_case), "skills": as_data(", ".join(metadata.skills))}
     if not rich:
-        return PROMPT.messages(**fields)
-    return RICH_PROMPT.messages(
+        return prompts.decode.messages(**fields)
+    return prompts.decode_rich.messages(
         **fields,
         domain=as_data(metadata.domain or ANY_DOMAIN),
         difficulty=metadata.difficulty or ANY_DIFFICULTY,
@@ -74,18 +78,17 @@ def build_prompt(metadata: MetadataSummary, *, n: int, rich: bool = False) -> li
     )
 
 
-def parse(text: str, *, n: int, rich: bool = False) -> tuple[str, ...] | ParseFailure:
+def parse(text: str, *, n: int, copied_from: frozenset[str] = NO_EXAMPLES) -> tuple[str, ...] | ParseFailure:
     """Up to `n` instructions from a numbered (`1.`, `1)`, `(1)`, `Instruction 1:`) or, when
-    nothing is numbered, bulleted list. Drops empty and duplicate items, preambles ("Here
-    are 10 instructions:"), echoed metadata, placeholders and answers (an `Answer:` line or
-    the text after an inline `Answer:`), and instructions copied from the prompt's examples.
-    Text outside the list is ignored. `rich` says which prompt's examples were shown."""
-    examples = _RICH_EXAMPLE_ITEMS if rich else _EXAMPLE_ITEMS
+    nothing is numbered, bulleted list, each exactly as the model wrote it, without its
+    wrapping (see `agents/instruction_text.py`). Drops empty and duplicate items, preambles
+    ("Here are 10 instructions:"), echoed metadata, placeholders, answers (an `Answer:` line
+    or the text after an inline `Answer:`), and instructions copied from the prompt's
+    examples (`copied_from`, as `example_items` gives them)."""
     items, copied = [], 0
     for raw in list_items(text):
-        item = _INLINE_ANSWER.sub("", _ITEM_LABEL.sub("", raw, count=1))
-        item = unquote(" ".join(item.split()))
-        if normalise(item) in examples:
+        item = clean_item(raw)
+        if normalise(item) in copied_from:
             copied += 1
         elif _is_instruction(item):
             items.append(item)
@@ -98,9 +101,11 @@ def parse(text: str, *, n: int, rich: bool = False) -> tuple[str, ...] | ParseFa
     return tuple(items[:n])
 
 
-def build_rubrics_prompt(metadata: MetadataSummary, *, k: int) -> list[Message]:
-    """System message with the format, few-shot examples, then the metadata as data."""
-    return RUBRICS_PROMPT.messages(k=k, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills)))
+def build_rubrics_prompt(metadata: MetadataSummary, *, k: int, prompts: PromptSet = PAPER) -> list[Message]:
+    """The set's rubrics prompt (examples only in the small-model set), the metadata as data."""
+    return prompts.rubrics.messages(
+        k=k, use_case=as_data(metadata.use_case), skills=as_data(", ".join(metadata.skills))
+    )
 
 
 def parse_rubrics(text: str, *, k: int) -> tuple[tuple[str, str], ...] | ParseFailure:
@@ -128,13 +133,19 @@ def parse_rubrics(text: str, *, k: int) -> tuple[tuple[str, str], ...] | ParseFa
 
 
 def build_instructions(
-    metadata: Metadata, texts: tuple[str, ...], pairs: tuple[tuple[str, str], ...], calls: tuple[LLMCall, ...]
+    metadata: Metadata,
+    texts: tuple[str, ...],
+    pairs: tuple[tuple[str, str], ...],
+    calls: tuple[LLMCall, ...],
+    prompts: PromptSetRef | None = None,
 ) -> list[Instruction]:
     """The basic instructions of one metadata. The decode and rubrics calls serve all of
-    them, so they ride on the index-0 record only: summing `llm_calls` over the basic topic
-    then counts each call once."""
+    them, so they ride on the index-0 record only (summing `llm_calls` over the topic counts
+    each call once), and each instruction's `upstream_cost` carries its share of them and of
+    the encode call that made the metadata."""
     rubrics = tuple(rubric for rubric, _ in pairs)
     actions = tuple(action for _, action in pairs)
+    share = cost.by_purpose((*metadata.llm_calls, *calls), share=1 / len(texts))
     out = []
     for index, text in enumerate(texts):
         instruction_id = derive_id("inst", metadata.id, index)
@@ -154,35 +165,50 @@ def build_instructions(
                 actions=actions,
                 llm_calls=calls if index == 0 else (),
                 seed_text=metadata.seed_text,
+                prompts=prompts,
+                upstream_cost=share,
             )
         )
     return out
 
 
 async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
-    p = ctx.pipeline
+    p, prompts = ctx.pipeline, ctx.prompts
+    copied_from = example_items(prompts.decode_rich if p.rich_metadata else prompts.decode)
+    asks = {"temperature": p.generation_temperature, "max_tokens": p.max_tokens, "attempts": p.parse_attempts}
     decoded, rubrics = await gather_or_fail(
-        ask(
+        ask_for_items(
             ctx.strong,
-            build_prompt(metadata.metadata, n=p.instructions_per_metadata, rich=p.rich_metadata),
-            partial(parse, n=p.instructions_per_metadata, rich=p.rich_metadata),
+            lambda missing: build_prompt(metadata.metadata, n=missing, rich=p.rich_metadata, prompts=prompts),
+            partial(_parse_up_to, copied_from=copied_from),
+            want=p.instructions_per_metadata,
+            key=normalise,
             purpose="decode",
-            temperature=p.generation_temperature,
-            max_tokens=p.max_tokens,
-            attempts=p.parse_attempts,
+            reask_temperature=p.reask_temperature,
+            **asks,  # type: ignore[arg-type]
         ),
-        ask(
+        ask_for_items(
             ctx.strong,
-            build_rubrics_prompt(metadata.metadata, k=p.rubrics_per_metadata),
-            partial(parse_rubrics, k=p.rubrics_per_metadata),
+            lambda missing: build_rubrics_prompt(metadata.metadata, k=missing, prompts=prompts),
+            _parse_rubrics_up_to,
+            want=p.rubrics_per_metadata,
+            key=lambda pair: pair[0].casefold(),
             purpose="rubrics",
-            temperature=p.generation_temperature,
-            max_tokens=p.max_tokens,
-            attempts=p.parse_attempts,
+            reask_temperature=p.reask_temperature,
+            **asks,  # type: ignore[arg-type]
         ),
     )
-    instructions = build_instructions(metadata, decoded.value, rubrics.value, (decoded.call, rubrics.call))
+    calls = (*decoded.calls, *rubrics.calls)
+    instructions = build_instructions(metadata, decoded.value, rubrics.value, calls, prompts.ref)
     return [Emit("decoded", instruction) for instruction in instructions]
+
+
+def _parse_up_to(text: str, n: int, *, copied_from: frozenset[str]) -> tuple[str, ...] | ParseFailure:
+    return parse(text, n=n, copied_from=copied_from)
+
+
+def _parse_rubrics_up_to(text: str, k: int) -> tuple[tuple[str, str], ...] | ParseFailure:
+    return parse_rubrics(text, k=k)
 
 
 def _is_instruction(item: str) -> bool:
@@ -196,23 +222,71 @@ def _is_instruction(item: str) -> bool:
 
 
 def _labelled_values(text: str) -> list[tuple[str, int | None, str]]:
-    """(kind, number, value) of each labelled line, values continued over following lines."""
+    """(kind, number, value) of each labelled line, values continued over following lines;
+    then, when there are none, the rows of a rubric/action table or two headed lists."""
     found: list[list] = []
     open_value = False
-    for line in strip_emphasis(text).splitlines():
+    for line in text.splitlines():
         match = _RUBRIC_LINE.match(line)
         if match:
-            kind = "rubric" if match.group(1) else "action"
-            number = int(match.group(3)) if match.group(3) else None
-            found.append([kind, number, match.group(4).strip()])
+            kind = "rubric" if match.group("rubric") else "action"
+            number = int(match.group("number")) if match.group("number") else None
+            found.append([kind, number, _label_value(match.group("prefix"), match.group("value"))])
             open_value = True
         elif not line.strip():
             open_value = bool(found) and not found[-1][2]  # a label alone may have its value below
         elif open_value:
-            found[-1][2] = f"{found[-1][2]} {line.strip()}".strip()
+            found[-1][2] = f"{found[-1][2]} {unwrap_emphasis(line.strip())}".strip()
+    values = [(kind, number, value) for kind, number, value in found]
+    if not any(kind == "action" for kind, _, _ in values):
+        values = _table_values(text) or _section_values(text) or values
     out = []
-    for kind, number, value in found:
-        value = unquote(value)
+    for kind, number, value in values:
+        value = unquote(unwrap_emphasis(value))
         if value and has_letters(value) and not is_placeholder(value):
             out.append((kind, number, value))
     return out
+
+
+def _label_value(prefix: str, value: str) -> str:
+    """A label's value without the emphasis the label opened: `**Rubric 1:** x`, `**Rubric 1: x**`."""
+    marks = prefix.strip(" \t>#•+-0123456789.)")
+    value = value.strip()
+    if marks and value.startswith(marks):
+        return value[len(marks) :].strip()
+    if marks and value.endswith(marks) and marks not in value[: -len(marks)]:
+        return value[: -len(marks)].strip()
+    return value
+
+
+def _table_values(text: str) -> list[tuple[str, int | None, str]]:
+    """A markdown table with a rubric column and an action column."""
+    rows = [line for line in text.splitlines() if line.strip().startswith("|") and not _TABLE_RULE.match(line)]
+    if not rows:
+        return []
+    header = [strip_emphasis(cell).strip().casefold() for cell in rows[0].strip().strip("|").split("|")]
+    columns = {kind: next((i for i, cell in enumerate(header) if kind in cell), None) for kind in ("rubric", "action")}
+    if columns["rubric"] is None or columns["action"] is None:
+        return []
+    out: list[tuple[str, int | None, str]] = []
+    for number, row in enumerate(rows[1:], start=1):
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        for kind, column in columns.items():
+            if column is not None and column < len(cells):
+                out.append((kind, number, cells[column]))
+    return out
+
+
+def _section_values(text: str) -> list[tuple[str, int | None, str]]:
+    """Items of a list under a "Rubrics:" heading and of one under an "Actions:" heading."""
+    out: list[tuple[str, int | None, str]] = []
+    section: str | None = None
+    counts = {"rubric": 0, "action": 0}
+    for line in text.splitlines():
+        heading = _SECTION_HEADING.match(line)
+        if heading:
+            section = "rubric" if heading.group("rubric") else "action"
+        elif section is not None and is_list_item(line):
+            counts[section] += 1
+            out.append((section, counts[section], strip_marker(line)))
+    return out if counts["rubric"] and counts["action"] else []

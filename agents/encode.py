@@ -12,12 +12,11 @@ import re
 from functools import partial
 from typing import Literal
 
-from agents.base import Emit, ParseFailure, StageContext, ask, load_prompt
+from agents.base import Emit, ParseFailure, StageContext, ask
 from agents.parsing import (
     LABEL_END,
     LABEL_START,
     PREAMBLE,
-    ChatPrompt,
     as_data,
     dedupe,
     has_letters,
@@ -28,11 +27,11 @@ from agents.parsing import (
     unquote,
     word_count,
 )
+from agents.prompt_sets import PromptSet, load_prompt_set
 from llm.base import Message
 from schemas import Metadata, MetadataSummary, Seed, derive_id
 
-PROMPT = ChatPrompt.parse(load_prompt("encode"))
-RICH_PROMPT = ChatPrompt.parse(load_prompt("encode_rich"))
+PAPER = load_prompt_set("paper")
 
 # The paper asks for 2-3 words; longer values are prose, not a label's value.
 MAX_USE_CASE_WORDS = 12
@@ -78,9 +77,12 @@ _CONSTRAINT_SPLIT = re.compile(r"[;\n]|\s[•·|]\s")
 _EDGE_WORDS = re.compile(r"^(?:(?:of|in|about|for|on|with|and|&)\s+)+|(?:\s+(?:of|in|about|for|on|with|and|&))+$", re.I)
 
 
-def build_prompt(instruction: str, *, max_skills: int, rich: bool = False) -> list[Message]:
-    """System message with the format, few-shot examples, then the seed as data."""
-    prompt = RICH_PROMPT if rich else PROMPT
+def build_prompt(
+    instruction: str, *, max_skills: int, rich: bool = False, prompts: PromptSet = PAPER
+) -> list[Message]:
+    """The set's encode prompt: system message with the format, demonstrations (few-shot in
+    every set: the paper's Figure 7 shows the granularity it wants), then the seed as data."""
+    prompt = prompts.encode_rich if rich else prompts.encode
     return prompt.messages(instruction=as_data(instruction), max_skills=max_skills)
 
 
@@ -112,12 +114,13 @@ async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
     p = ctx.pipeline
     asked = await ask(
         ctx.strong,
-        build_prompt(seed.text, max_skills=p.max_skills, rich=p.rich_metadata),
+        build_prompt(seed.text, max_skills=p.max_skills, rich=p.rich_metadata, prompts=ctx.prompts),
         partial(parse, max_skills=p.max_skills, rich=p.rich_metadata),
         purpose="encode",
         temperature=p.generation_temperature,
         max_tokens=p.max_tokens,
         attempts=p.parse_attempts,
+        reask_temperature=p.reask_temperature,
     )
     metadata = Metadata(
         id=derive_id("meta", seed.id),
@@ -125,7 +128,8 @@ async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
         parent_id=seed.id,
         seed_text=seed.text,
         metadata=asked.value,
-        llm_calls=(asked.call,),
+        llm_calls=asked.calls,
+        prompts=ctx.prompts.ref,
     )
     return [Emit("metadata", metadata)]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from agents import cost
 from agents.base import Emit, StageContext
-from schemas import AcceptedPair, RejectedInstruction, ScoredPair, derive_id
+from schemas import AcceptedPair, CallTotals, PromptSetRef, Provenance, RejectedInstruction, ScoredPair, derive_id
 
 Verdict = Literal["accept", "retry", "reject"]
 
@@ -39,18 +40,34 @@ def lineage(scored: ScoredPair) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in ids if i))
 
 
-def cost(scored: ScoredPair) -> tuple[int, int, int]:
-    """(calls, prompt tokens, completion tokens) of the calls the records carry: this
-    iteration's answers and judge passes plus the call that made the instruction (tailor,
-    or decode and rubrics on a root with index 0, which carries them for its siblings).
-    Earlier iterations' calls are not on the record, so they are not counted."""
-    calls = (*scored.instruction.llm_calls, *scored.llm_calls)
-    return len(calls), sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
+def pair_cost(scored: ScoredPair) -> dict[str, CallTotals]:
+    """By purpose, everything the root spent up to this verdict: its share of encode, decode
+    and rubrics, every earlier iteration, the call that made this instruction (tailor) and
+    this iteration's answers and judge passes."""
+    inst = scored.instruction
+    own = cost.by_purpose(inst.llm_calls) if inst.iteration > 1 else {}  # decode's calls are in the share
+    return cost.combine(inst.upstream_cost, own, cost.by_purpose(scored.llm_calls))
 
 
-def accepted_pair(scored: ScoredPair) -> AcceptedPair:
+def provenance(scored: ScoredPair, *, settings_hash: str, prompts: PromptSetRef) -> Provenance:
+    """The models that answered and judged (as the endpoints named them), the prompt set the
+    instruction was made with, and the settings in force."""
+    models = {call.purpose: call.model for call in scored.llm_calls}
+    made_with = scored.instruction.prompts or scored.prompts or prompts
+    return Provenance(
+        strong_model=models.get("answer_strong", ""),
+        target_model=models.get("answer_target", ""),
+        judge_model=models.get("judge", ""),
+        prompt_set=made_with.name,
+        prompt_version=made_with.version,
+        settings_hash=settings_hash,
+    )
+
+
+def accepted_pair(scored: ScoredPair, *, settings_hash: str, prompts: PromptSetRef) -> AcceptedPair:
     from_strong = scored.gap > 0
-    calls, prompt_tokens, completion_tokens = cost(scored)
+    spent = pair_cost(scored)
+    totals = cost.total(spent)
     return AcceptedPair(
         id=derive_id("pair", scored.root_id),  # one verdict per root, whatever the iteration
         seed_id=scored.seed_id,
@@ -66,9 +83,11 @@ def accepted_pair(scored: ScoredPair) -> AcceptedPair:
         metadata=scored.instruction.metadata,
         seed_text=scored.instruction.seed_text,
         lineage=lineage(scored),
-        llm_calls=calls,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        llm_calls=totals.calls,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        cost_by_purpose=cost.rounded(spent),
+        provenance=provenance(scored, settings_hash=settings_hash, prompts=prompts),
     )
 
 
@@ -92,7 +111,7 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
     p = ctx.pipeline
     verdict = decide(scored.gap, scored.iteration, threshold=p.gap_threshold, max_iterations=p.max_iterations)
     if verdict == "accept":
-        return [Emit("accepted", accepted_pair(scored))]
+        return [Emit("accepted", accepted_pair(scored, settings_hash=ctx.settings_hash, prompts=ctx.prompts.ref))]
     if verdict == "retry":
         return [Emit("retry", scored)]
     return [Emit("rejected", rejected_instruction(scored, threshold=p.gap_threshold, max_iterations=p.max_iterations))]

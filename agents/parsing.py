@@ -1,24 +1,25 @@
 """Helpers the stage parsers share: what LLM formatting noise looks like and how to see past it.
 
-Small models wrap answers in markdown, number or bullet them in several styles, add a
-preamble ("Here are 10 instructions:") and sometimes echo the prompt. These helpers strip
-that noise; each stage decides what is still a usable answer.
+Models wrap answers in markdown, number or bullet them in several styles, add a preamble
+("Here are 10 instructions:") and sometimes echo the prompt. These helpers recognise that
+noise; each stage decides what is still a usable answer. Where an instruction starts and ends
+in an answer, kept verbatim, is `agents/instruction_text.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import string
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from agents.base import StageFailure
-from llm.base import Message
 
-# Markdown emphasis and inline code carry no meaning in any answer we parse.
+# Markdown emphasis and inline code: noise around labels, scores and metadata keywords (never
+# stripped from an instruction, where they are the model's code and maths).
 _EMPHASIS = re.compile(r"\*\*|__|`")
+_WRAPPERS = ("**", "__", "*", "_")
+_QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»"}
 _PLACEHOLDER = re.compile(r"\s*(?:<[^<>\n]{0,60}>|\.\.\.|…)\s*")
 _WORDS = re.compile(r"\w+")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -33,13 +34,6 @@ REFUSAL = re.compile(
     r"as\s+an\s+ai\b|unfortunately\b)",
     re.I,
 )
-# A list item: "1.", "1)", "(1)", "Instruction 1:", "Question 2 -", or a bullet.
-_NUMBERED = re.compile(
-    r"^\s*(?:#+\s*)?(?:(?:instruction|question|prompt|task|item)\s*#?\s*\d{1,3}\s*[:.)\-–]"
-    r"|\d{1,3}\s*[.)](?!\d)|\(\d{1,3}\))\s*(.*)$",
-    re.I,
-)
-_BULLET = re.compile(r"^\s*[-*•+–]\s+(.*)$")
 # Where a label may start: a line (after bullets, numbering, quote or heading marks) or
 # right after punctuation, as in "Task: tutoring. Skills: arithmetic".
 LABEL_START = r"(?:^[ \t>#*•+\-]*(?:\d{1,2}[.)][ \t]*)?|(?<=[.;,|])[ \t]*)"
@@ -62,10 +56,35 @@ def strip_marker(line: str) -> str:
 
 
 def unquote(text: str) -> str:
+    """A short value (a skill, a label's value) without any quotes around it."""
     text = text.strip()
-    pairs = {'"': '"', "'": "'", "“": "”", "‘": "’", "«": "»"}
-    while len(text) >= 2 and text[0] in pairs and text[-1] == pairs[text[0]]:
+    while len(text) >= 2 and text[0] in _QUOTE_PAIRS and text[-1] == _QUOTE_PAIRS[text[0]]:
         text = text[1:-1].strip()
+    return text
+
+
+def unwrap_quotes(text: str) -> str:
+    """Text without one pair of quotes around all of it, only when they are that: neither
+    quote character occurs inside (`"Hi" means what?` keeps its quotes)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] in _QUOTE_PAIRS and text[-1] == _QUOTE_PAIRS[text[0]]:
+        inner = text[1:-1]
+        if text[0] not in inner and text[-1] not in inner and inner.strip():
+            return inner.strip()
+    return text
+
+
+def unwrap_emphasis(text: str) -> str:
+    """Text without emphasis around all of it (`**Write a haiku**`), only when the marker
+    occurs nowhere inside: `**Compute** 2**10` and `__init__` keep theirs."""
+    text = text.strip()
+    for marker in _WRAPPERS:
+        size = len(marker)
+        if len(text) > 2 * size and text.startswith(marker) and text.endswith(marker):
+            inner = text[size:-size]
+            # `__init__` is a name, not emphasis: underscores wrap a phrase only
+            if marker[0] not in inner and inner == inner.strip() and (marker[0] == "*" or " " in inner):
+                return inner
     return text
 
 
@@ -102,112 +121,6 @@ def as_data(text: str) -> str:
     """Text placed between a prompt's data delimiters, unable to close them early."""
     text = text.replace("</instruction>", "</ instruction>").replace("<instruction>", "< instruction>")
     return re.sub(r"^\s*#{3,}\s*$", "##", text.strip(), flags=re.M)
-
-
-_SECTION = re.compile(r"^=== *(system|user|example) *===[ \t]*$", re.M)
-_ANSWER_RULE = re.compile(r"^--- *answer *---[ \t]*$", re.M)
-
-
-@dataclass(frozen=True)
-class ChatPrompt:
-    """A prompt as chat turns: a system message, few-shot example exchanges, then the user
-    turn. Small chat models follow a format far more often when they have seen it answered
-    in earlier turns than when it is only described.
-
-    The file (agents/prompts/<name>.txt) has sections, each opened by a line of its own;
-    text before the first section is a comment:
-
-        === system ===
-        What the model is and the answer's format; may use {parameters}.
-        === user ===
-        The user turn's template: {fields} of data and {parameters}.
-        === example ===          (any number of these, in order)
-        field: value of one of the user template's fields
-        (lines not starting with a field name continue the previous value)
-        --- answer ---
-        The assistant's answer to that example.
-
-    An example's user turn is the user template filled with the example's fields; fields an
-    example leaves out (parameters such as {max_skills}) take the real call's values.
-    """
-
-    system: str
-    user: str
-    examples: tuple[tuple[dict[str, str], str], ...]
-
-    @classmethod
-    def parse(cls, text: str) -> ChatPrompt:
-        parts = _SECTION.split(text)[1:]  # [kind, body, kind, body, ...]
-        sections: dict[str, str] = {}
-        examples: list[str] = []
-        for kind, body in zip(parts[::2], parts[1::2], strict=True):
-            if kind == "example":
-                examples.append(body)
-            elif kind in sections:
-                raise ValueError(f"a chat prompt with two === {kind} === sections")
-            else:
-                sections[kind] = body.strip()
-        if "system" not in sections or "user" not in sections:
-            raise ValueError("a chat prompt needs a === system === and a === user === section")
-        user = sections["user"]
-        names = {name for _, name, _, _ in string.Formatter().parse(user) if name}
-        return cls(sections["system"], user, tuple(_example(body, names) for body in examples))
-
-    def messages(self, **values: object) -> list[Message]:
-        """The conversation for one call: `values` fill the templates (data already passed
-        through `as_data`); examples' own fields take precedence in their turns."""
-        out: list[Message] = [{"role": "system", "content": self.system.format(**values)}]
-        for fields, answer in self.examples:
-            out.append({"role": "user", "content": self.user.format(**{**values, **fields})})
-            out.append({"role": "assistant", "content": answer})
-        out.append({"role": "user", "content": self.user.format(**values)})
-        return out
-
-
-def _example(body: str, names: set[str]) -> tuple[dict[str, str], str]:
-    rule = _ANSWER_RULE.search(body)
-    head, answer = (body[: rule.start()], body[rule.end() :]) if rule else (body, "")
-    if not answer.strip():
-        raise ValueError(f"an example without an '--- answer ---' part: {body[:80]!r}")
-    field = re.compile(rf"^({'|'.join(map(re.escape, sorted(names)))}):[ \t]?(.*)$") if names else None
-    fields: dict[str, list[str]] = {}
-    current = None
-    for line in head.strip("\n").splitlines():
-        match = field.match(line) if field else None
-        if match:
-            current = match.group(1)
-            fields[current] = [match.group(2)]
-        elif current is not None:
-            fields[current].append(line)
-        elif line.strip():
-            raise ValueError(f"an example line before any field: {line!r}")
-    return {k: "\n".join(v).strip() for k, v in fields.items()}, answer.strip()
-
-
-def list_items(text: str) -> list[str]:
-    """The items of a numbered or bulleted list, raw (no filtering of their content).
-
-    When numbers are present they start items and bullets under them are details of the
-    item; otherwise bullets start items. Indented lines continue the open item; any other
-    line (preamble, epilogue, an unlabelled answer) closes it.
-    """
-    lines = strip_emphasis(text).splitlines()
-    numbered = any(_NUMBERED.match(line) for line in lines)
-    start = _NUMBERED if numbered else _BULLET
-    items: list[str] = []
-    open_item = False
-    for line in lines:
-        match = start.match(line)
-        if match:
-            items.append(match.group(1).strip())
-            open_item = True
-        elif not line.strip():
-            open_item = False
-        elif open_item and (line[:1].isspace() or (numbered and _BULLET.match(line))):
-            items[-1] = f"{items[-1]} {strip_marker(line)}".strip()
-        else:
-            open_item = False
-    return items
 
 
 async def gather_or_fail(*coros: Coroutine[Any, Any, Any]) -> list[Any]:

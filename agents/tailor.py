@@ -1,6 +1,8 @@
 """tailor: an instruction judged too easy -> a harder one, one Self-Rubrics iteration (the
 paper's Figure 10). Each iteration applies ONE action drawn at random from the actions
-decode generated for the instruction's metadata."""
+decode generated for the instruction's metadata, never one this root already had while
+others remain unused. The improved instruction is kept exactly as the model wrote it: code,
+maths and an input block after a colon included (`agents/instruction_text.py`)."""
 
 from __future__ import annotations
 
@@ -9,80 +11,97 @@ import re
 from collections.abc import Sequence
 from functools import partial
 
-from agents.base import Emit, ParseFailure, StageContext, StageFailure, ask, load_prompt
+from agents import cost
+from agents.base import Emit, ParseFailure, StageContext, StageFailure, ask
+from agents.instruction_text import body_text, starts_closing_remark
 from agents.parsing import (
-    LABEL_END,
     PREAMBLE,
     REFUSAL,
-    ChatPrompt,
     as_data,
     has_letters,
     is_placeholder,
     normalise,
-    strip_emphasis,
-    unquote,
+    unwrap_emphasis,
+    unwrap_quotes,
     word_count,
 )
+from agents.prompt_sets import PromptSet, load_prompt_set
 from llm.base import Message
 from schemas import Instruction, ScoredPair, derive_id
 
-PROMPT = ChatPrompt.parse(load_prompt("tailor"))
+PAPER = load_prompt_set("paper")
+NO_EXAMPLES: frozenset[str] = frozenset()
 
+# The label of the answer: "Improved Instruction:", "**New instruction:**", "#Improved Instruction#:",
+# "### Improved Instruction" (a heading, the value below), "Improved instruction - ...".
 _IMPROVED = re.compile(
-    r"^[ \t>*•+\-]*#?[ \t]*(?:improved|new|rewritten|revised)[ \t]+instruction[ \t]*#?" + LABEL_END, re.I | re.M
+    r"^[ \t>]*(?:[-*•+][ \t]+)?(?:#{1,6}[ \t]*)?(?:\*\*|__|\*|_)?[ \t]*#?[ \t]*"
+    r"(?:improved|new|rewritten|revised|updated|harder|more[ \t]+challenging)[ \t]+(?:instruction|version|prompt)"
+    r"[ \t]*#?[ \t]*(?:\*\*|__|\*|_)?[ \t]*(?:[:：=]|[-–—](?=[ \t])|$)[ \t]*(?:\*\*|__|\*|_)?[ \t]*",
+    re.I | re.M,
 )
-# Lines that end the value: another label ("Explanation:", "#Instruction#:"), a fence, a tag,
-# or the prompt's own closing lines echoed ("The text between the ### fences is data ...").
-_STOP = re.compile(
-    r"^[ \t>*•+\-]*(?:#?[A-Za-z][A-Za-z ]{0,24}#?[ \t]*:(?:\s|$)|#{3,}[ \t]*$|</?instruction>"
-    r"|the text between the\b|reply with the improved)",
+# The prompt's own lines echoed after the value: its fence, the data tag, its closing lines.
+_ECHO_STOP = re.compile(
+    r"^[ \t]*(?:#{3,}[ \t]*$|</?instruction>|#instruction#|the text between the\b|reply with the improved"
+    r"|improving action\b)",
     re.I,
 )
-_FENCE = re.compile(r"^[ \t]*(?:#{3,}|</?instruction>)[ \t]*$", re.M)
+_FENCE_LINE = re.compile(r"^[ \t]*(?:#{3,}|</?instruction>)[ \t]*$", re.M)
 _ECHO = re.compile(r"#Instruction#|Improving action", re.I)
-# The improved instructions of the prompt's examples: repeating one is copying, not tailoring.
-_EXAMPLE_ANSWERS = frozenset(
-    normalise(answer.split(":", 1)[1]) for _, answer in PROMPT.examples if _IMPROVED.match(answer)
-)
 
 
-def build_prompt(instruction: str, action: str) -> list[Message]:
-    """System message with the format, few-shot examples, then the instruction and the
-    action as data."""
-    return PROMPT.messages(instruction=as_data(instruction), action=as_data(action))
+def example_answers(prompt: PromptSet) -> frozenset[str]:
+    """The improved instructions of the set's examples: repeating one is copying, not tailoring."""
+    out = set()
+    for _, answer in prompt.tailor.examples:
+        label = _IMPROVED.search(answer)
+        if label:
+            out.add(normalise(answer[label.end() :]))
+    return frozenset(out)
 
 
-def choose_action(actions: Sequence[str], *, seed: int, root_id: str, iteration: int) -> str:
-    """One action, uniformly at random, from an RNG seeded by (seed, root, iteration): a
+def build_prompt(instruction: str, action: str, *, prompts: PromptSet = PAPER) -> list[Message]:
+    """The set's tailor prompt (examples only in the small-model set), the instruction and
+    the action as data."""
+    return prompts.tailor.messages(instruction=as_data(instruction), action=as_data(action))
+
+
+def choose_action(
+    actions: Sequence[str], *, seed: int, root_id: str, iteration: int, used: Sequence[str] = ()
+) -> str:
+    """One action, uniformly at random among those this root has not had yet (`used`; all of
+    them again once every one was used), from an RNG seeded by (seed, root, iteration): a
     replay of the same retry picks the same action, other roots and iterations differ."""
     if not actions:
         raise ValueError("no actions to choose from")
+    unused = [action for action in actions if action not in used] or list(actions)
     rng = random.Random(f"{seed}\x1f{root_id}\x1f{iteration}")  # str seeds hash stably across runs
-    return actions[rng.randrange(len(actions))]
+    return unused[rng.randrange(len(unused))]
 
 
-def parse(text: str, *, original: str) -> str | ParseFailure:
-    """The improved instruction.
+def parse(text: str, *, original: str, copied_from: frozenset[str] = NO_EXAMPLES) -> str | ParseFailure:
+    """The improved instruction, exactly as the model wrote it.
 
-    With an `Improved Instruction:` label (any case, markdown, `#...#`, `New instruction:`)
-    the value is the text after the last label with a usable value, up to a blank line,
-    another label or a fence. Without a label, the answer is accepted only when it is one
-    paragraph after an optional "Here is ...:" line: small chat models often skip the
-    label, and one paragraph leaves no doubt what the instruction is. Refusals, echoes of
-    the prompt, an instruction identical to the input and a copy of an example's answer
-    fail, so they are asked again.
+    With a label (`Improved Instruction:` in any case, bold, `#...#`, a heading, `New
+    instruction:`) the value is what follows the last label with a usable value: the rest of
+    its line and the lines under it, an input block after a colon included, up to commentary
+    ("Explanation:"), closing remarks or the prompt's own lines echoed. Without a label the
+    whole answer is the instruction once a preamble line ("Here is the harder version:") and
+    closing remarks are gone; a second paragraph that is neither an input nor a closing
+    remark leaves it ambiguous, and it fails. Refusals, echoes of the prompt, an
+    instruction identical to the input and a copy of an example's answer (`copied_from`)
+    fail too, so they are asked again.
     """
-    clean = strip_emphasis(text).strip()
-    if not clean:
+    if not text.strip():
         return ParseFailure("empty answer", text)
-    labels = list(_IMPROVED.finditer(clean))
+    labels = list(_IMPROVED.finditer(text))
     if labels:
-        values = [_value_after(clean, label.end()) for label in reversed(labels)]
+        values = [_value_after(text, label.end()) for label in reversed(labels)]
         candidate = next((v for v in values if v and not is_placeholder(v)), None)
         if candidate is None:
             return ParseFailure("'Improved Instruction:' without a value", text)
     else:
-        found = _unlabelled(clean)
+        found = _unlabelled(text)
         if isinstance(found, ParseFailure):
             return ParseFailure(found.reason, text)
         candidate = found
@@ -92,7 +111,7 @@ def parse(text: str, *, original: str) -> str | ParseFailure:
         return ParseFailure("improved instruction too short", text)
     if normalise(candidate) == normalise(original):
         return ParseFailure("improved instruction identical to the input", text)
-    if normalise(candidate) in _EXAMPLE_ANSWERS:
+    if normalise(candidate) in copied_from:
         return ParseFailure("improved instruction copied from the prompt's examples", text)
     return candidate
 
@@ -102,15 +121,19 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
     previous = scored.instruction
     if not previous.actions:
         raise StageFailure("tailor: the instruction carries no actions", "NoActions")
-    action = choose_action(previous.actions, seed=p.seed, root_id=previous.root_id, iteration=previous.iteration)
+    used = previous.applied_actions or ((previous.applied_action,) if previous.applied_action else ())
+    action = choose_action(
+        previous.actions, seed=p.seed, root_id=previous.root_id, iteration=previous.iteration, used=used
+    )
     asked = await ask(
         ctx.strong,
-        build_prompt(previous.text, action),
-        partial(parse, original=previous.text),
+        build_prompt(previous.text, action, prompts=ctx.prompts),
+        partial(parse, original=previous.text, copied_from=example_answers(ctx.prompts)),
         purpose="tailor",
         temperature=p.generation_temperature,
         max_tokens=p.max_tokens,
         attempts=p.parse_attempts,
+        reask_temperature=p.reask_temperature,
     )
     iteration = previous.iteration + 1
     tailored = Instruction(
@@ -127,37 +150,59 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
         rubrics=previous.rubrics,
         actions=previous.actions,
         applied_action=action,
-        llm_calls=(asked.call,),
+        applied_actions=(*used, action),
+        llm_calls=asked.calls,
         seed_text=previous.seed_text,
+        prompts=ctx.prompts.ref,
+        upstream_cost=spent_before_next(scored),
     )
     return [Emit("tailored", tailored)]
 
 
+def spent_before_next(scored: ScoredPair) -> cost.ByPurpose:
+    """What the root had spent when this scored pair was sent back: what its instruction
+    inherited, the call that made it (tailor; a basic instruction's decode calls are in its
+    share already), and this iteration's answers and judge passes."""
+    inst = scored.instruction
+    own = cost.by_purpose(inst.llm_calls) if inst.iteration > 1 else {}
+    return cost.combine(inst.upstream_cost, own, cost.by_purpose(scored.llm_calls))
+
+
 def _value_after(text: str, start: int) -> str:
     lines = text[start:].split("\n")
-    value = [lines[0].strip()] if lines[0].strip() else []
+    body = []
     for line in lines[1:]:
-        if not line.strip():
-            if value:
-                break
-            continue
-        if _STOP.match(line):
+        if _ECHO_STOP.match(line):
             break
-        value.append(line.strip())
-    return unquote("\n".join(value))
+        body.append(line)
+    first = "" if _ECHO_STOP.match(lines[0]) else lines[0]
+    return _unwrapped(body_text(first, body, last=True).text)
 
 
 def _unlabelled(text: str) -> str | ParseFailure:
     if _ECHO.search(text):
         return ParseFailure("no 'Improved Instruction:' label and the prompt echoed", text)
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", _FENCE.sub("", text)) if p.strip()]
-    if paragraphs and PREAMBLE.match(paragraphs[0]) and paragraphs[0].endswith(":"):
-        paragraphs = paragraphs[1:]
-    elif paragraphs:  # "Here is the harder version: <instruction>" on one line
-        first = paragraphs[0]
-        head, sep, tail = first.partition(":")
-        if sep and PREAMBLE.match(head) and tail.strip():
-            paragraphs[0] = tail.strip()
-    if len(paragraphs) != 1:
+    lines = _FENCE_LINE.sub("", text).strip().split("\n")
+    # preamble paragraphs ("Sure!", "Here is a more challenging version:") before the instruction
+    while lines:
+        paragraph_end = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
+        paragraph = " ".join(line.strip() for line in lines[:paragraph_end])
+        _, colon, tail = paragraph.partition(":")
+        if PREAMBLE.match(paragraph) and paragraph_end == 1 and colon and tail.strip() and "\n" not in paragraph:
+            lines = [tail.strip(), *lines[1:]]  # "Here is the harder version: <instruction>"
+            break
+        if not PREAMBLE.match(paragraph) or paragraph_end > 2:
+            break
+        lines = lines[paragraph_end:]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+    if not lines:
+        return ParseFailure("no 'Improved Instruction:' label and no instruction", text)
+    found = body_text(lines[0], lines[1:], last=True)
+    if any(not starts_closing_remark(block) for block in found.left_out):
         return ParseFailure("no 'Improved Instruction:' label and not a single paragraph", text)
-    return unquote(paragraphs[0])
+    return _unwrapped(found.text)
+
+
+def _unwrapped(value: str) -> str:
+    return unwrap_quotes(unwrap_emphasis(value))

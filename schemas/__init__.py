@@ -3,6 +3,7 @@
 from schemas.records import (
     SCHEMA_VERSION,
     AcceptedPair,
+    CallTotals,
     DeadLetter,
     DuplicateInstruction,
     Instruction,
@@ -10,6 +11,8 @@ from schemas.records import (
     LLMCall,
     Metadata,
     MetadataSummary,
+    PromptSetRef,
+    Provenance,
     Record,
     RejectedInstruction,
     ScoredPair,
@@ -22,6 +25,7 @@ from schemas.records import (
 __all__ = [
     "SCHEMA_VERSION",
     "AcceptedPair",
+    "CallTotals",
     "DeadLetter",
     "DuplicateInstruction",
     "Instruction",
@@ -29,6 +33,8 @@ __all__ = [
     "LLMCall",
     "Metadata",
     "MetadataSummary",
+    "PromptSetRef",
+    "Provenance",
     "Record",
     "RejectedInstruction",
     "ScoredPair",

@@ -13,7 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
+# 2: an accepted pair's cost is fractional (its share of calls that served its siblings) and
+# covers every iteration; records name their prompt set; accepted pairs carry their provenance.
+SCHEMA_VERSION = 2
 
 
 def derive_id(prefix: str, *parts: object) -> str:
@@ -53,6 +55,41 @@ class LLMCall(BaseModel):
     latency_ms: float
     attempts: int = 1
     cached: bool = False
+
+
+class PromptSetRef(BaseModel):
+    """Which prompts an LLM record came from: the set (`paper`, `small-model`) and its version,
+    a hash of the set's prompt files, so any change to a prompt shows on the records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+
+
+class CallTotals(BaseModel):
+    """LLM calls and their tokens, summed; fractional where they are a share of calls that
+    served several instructions (encode, decode and rubrics serve every sibling)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    calls: float = 0.0
+    prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+
+
+class Provenance(BaseModel):
+    """What made an accepted pair: the models that answered, the prompt set and the pipeline
+    settings, so a data set can be audited and reproduced."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strong_model: str
+    target_model: str
+    judge_model: str
+    prompt_set: str
+    prompt_version: str
+    settings_hash: str = Field(description="sha256 (first 12 hex) of the pipeline settings in force at the verdict")
 
 
 class MetadataSummary(BaseModel):
@@ -102,6 +139,7 @@ class Metadata(Record):
     seed_text: str
     metadata: MetadataSummary
     llm_calls: tuple[LLMCall, ...] = ()
+    prompts: PromptSetRef | None = None
 
 
 # -- basic and tailored ------------------------------------------------------------------------
@@ -123,8 +161,17 @@ class Instruction(Record):
     rubrics: tuple[str, ...]
     actions: tuple[str, ...]
     applied_action: str | None = None
+    applied_actions: tuple[str, ...] = Field(
+        default=(), description="every action applied along this root, in order (the last is applied_action)"
+    )
     llm_calls: tuple[LLMCall, ...] = ()
     seed_text: str | None = Field(default=None, description="the seed it came from, carried to the sink")
+    prompts: PromptSetRef | None = None
+    upstream_cost: dict[str, CallTotals] = Field(
+        default_factory=dict,
+        description="by purpose, what this root spent before this instruction's own calls: its share "
+        "(1/siblings) of encode, decode and rubrics, and every earlier iteration's calls",
+    )
 
 
 # -- scored ----------------------------------------------------------------------------------
@@ -151,6 +198,7 @@ class ScoredPair(Record):
     gap: float = Field(description="strong_score - target_score")
     judgements: tuple[JudgeVerdict, ...]
     llm_calls: tuple[LLMCall, ...] = ()
+    prompts: PromptSetRef | None = None
 
 
 # -- verdicts --------------------------------------------------------------------------------
@@ -168,9 +216,16 @@ class AcceptedPair(Record):
     metadata: MetadataSummary
     seed_text: str | None = None
     lineage: tuple[str, ...] = Field(description="ids from the seed down to the scored pair")
-    llm_calls: int = Field(description="LLM calls spent on this pair's instruction, all iterations")
-    prompt_tokens: int
-    completion_tokens: int
+    llm_calls: float = Field(
+        description="LLM calls spent on this pair: every iteration of its root plus its share (1/siblings) "
+        "of the encode, decode and rubrics calls that served it and its siblings"
+    )
+    prompt_tokens: float = Field(description="prompt tokens of those calls, shares included")
+    completion_tokens: float = Field(description="completion tokens of those calls, shares included")
+    cost_by_purpose: dict[str, CallTotals] = Field(
+        default_factory=dict, description="llm_calls and tokens broken down by purpose (encode ... judge)"
+    )
+    provenance: Provenance | None = None
 
 
 class RejectedInstruction(Record):

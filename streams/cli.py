@@ -6,7 +6,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -48,8 +48,12 @@ def add_settings_flags(parser: argparse.ArgumentParser, pipeline: bool = True) -
         algo = parser.add_argument_group("the algorithm (defaults are the paper's; CODECLM_PIPELINE__<NAME>)")
         for name, info in PipelineSettings.model_fields.items():
             kind = type(info.default) if info.default is not None else str
+            choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else None
             algo.add_argument(
-                f"--{name.replace('_', '-')}", type=kind, help=f"{info.description or name} (default {info.default})"
+                f"--{name.replace('_', '-')}",
+                type=kind,
+                choices=choices,
+                help=f"{info.description or name} (default {info.default})",
             )
 
 

@@ -162,7 +162,12 @@ def start_llm(args: argparse.Namespace, settings: Settings, children: Children, 
     # The same model in both roles gives the judge nothing to tell apart; a target held to
     # short answers plays the weaker model the method is meant to find gaps in.
     roles["target"]["max_tokens_cap"] = 24
-    return overlay(settings, roles)
+    sections: dict[str, dict[str, object]] = dict(roles)
+    if getattr(args, "prompts", None) is None and "CODECLM_PIPELINE__PROMPTS" not in os.environ:
+        # A 135M model follows a format it has seen answered, not one it is only told.
+        sections["pipeline"] = {"prompts": "small-model"}
+        print("    prompt set: small-model (few-shot everywhere, for the 135M model; --prompts paper to change)")
+    return overlay(settings, sections)
 
 
 def wait_for_http(url: str, timeout: float) -> None:

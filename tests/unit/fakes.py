@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from agents import cost
 from agents.base import Emit, StageContext
 from llm.base import Completion, LLMError, Message
 from schemas import Instruction, JudgeVerdict, LLMCall, Metadata, MetadataSummary, Record, ScoredPair, Seed, derive_id
@@ -143,15 +144,17 @@ MARKERS = {
 
 
 def assert_markers(name: str) -> None:
-    from agents.base import load_prompt
+    """In every prompt set, `name`'s templates hold their markers and none of the others'."""
+    from agents.prompt_sets import PROMPT_SETS, prompt_text
 
-    template = load_prompt(name)
-    for marker in MARKERS[name]:
-        assert marker in template, f"{name}.txt lacks its marker {marker!r}"
-    for other, markers in MARKERS.items():
-        if other != name:
-            for marker in markers:
-                assert marker not in template, f"{name}.txt holds {other}'s marker {marker!r}"
+    for prompt_set in PROMPT_SETS:
+        template = prompt_text(prompt_set, name)
+        for marker in MARKERS[name]:
+            assert marker in template, f"{prompt_set}/{name}.txt lacks its marker {marker!r}"
+        for other, markers in MARKERS.items():
+            if other != name:
+                for marker in markers:
+                    assert marker not in template, f"{prompt_set}/{name}.txt holds {other}'s marker {marker!r}"
 
 
 # -- emits ------------------------------------------------------------------------------------
@@ -194,6 +197,9 @@ def call(purpose: str, prompt_tokens: int = 100, completion_tokens: int = 50) ->
     )
 
 
+SCORED_CALLS = (call("answer_strong"), call("answer_target"), call("judge"), call("judge"))
+
+
 def instruction(
     *, iteration: int = 1, text: str = "Write a poem about the harbour at dawn.", actions: tuple[str, ...] = ACTIONS
 ) -> Instruction:
@@ -205,6 +211,12 @@ def instruction(
         return root_id if i == 1 else derive_id("inst", root_id, i)
 
     parent_id = meta.id if iteration == 1 else derive_id("scored", inst_id(iteration - 1))
+    # what decode and tailor would carry: a third (siblings=3) of decode and rubrics, then
+    # every earlier iteration's tailor call (from 2 on), answers and judge passes
+    upstream = cost.by_purpose((call("decode"), call("rubrics")), share=1 / 3)
+    for earlier in range(1, iteration):
+        made = (call("tailor"),) if earlier > 1 else ()
+        upstream = cost.combine(upstream, cost.by_purpose((*made, *SCORED_CALLS)))
     return Instruction(
         id=inst_id(iteration),
         seed_id=meta.seed_id,
@@ -221,6 +233,7 @@ def instruction(
         applied_action=None if iteration == 1 else actions[0],
         llm_calls=(call("decode"), call("rubrics")) if iteration == 1 else (call("tailor"),),
         created_at=3.0,
+        upstream_cost=upstream,
     )
 
 
@@ -241,6 +254,6 @@ def scored(*, gap: float = 1.0, iteration: int = 1, inst: Instruction | None = N
         target_score=target_score,
         gap=gap,
         judgements=(JudgeVerdict(strong_first=True, strong_score=strong_score, target_score=target_score),),
-        llm_calls=(call("answer_strong"), call("answer_target"), call("judge"), call("judge")),
+        llm_calls=SCORED_CALLS,
         created_at=4.0,
     )

@@ -8,6 +8,7 @@ import pytest
 
 from agents import contrast
 from agents.base import ParseFailure, StageFailure
+from agents.prompt_sets import load_prompt_set
 from llm.double import answer_for, classify_text, judge_scores
 from schemas import JudgeVerdict, ScoredPair, derive_id
 from tests.unit.fakes import Call, ScriptedChatModel, assert_markers, failing, instruction, make_context, only
@@ -85,23 +86,32 @@ def test_verdicts_map_back_and_average() -> None:
     assert contrast.average([contrast.to_verdict((7.3, 4.2), strong_first=True)]) == (7.3, 4.2, 3.1)
 
 
-def test_judge_prompt_puts_each_answer_in_its_slot() -> None:
-    messages = contrast.build_judge_prompt("Q {x}?", "first answer", "second answer")
-    assert_chat_turns(messages, min_examples=3)
+@pytest.mark.parametrize(("prompt_set", "examples"), [("paper", 0), ("small-model", 3)])
+def test_judge_prompt_puts_each_answer_in_its_slot(prompt_set: str, examples: int) -> None:
+    messages = contrast.build_judge_prompt(
+        "Q {x}?", "first answer", "second answer", prompts=load_prompt_set(prompt_set)
+    )
+    assert_chat_turns(messages, min_examples=examples)
+    assert len(messages) == 2 + 2 * examples
     last = messages[-1]["content"]
     assert dict(_SLOT.findall(last)) == {"1": "first answer", "2": "second answer"}
     assert last.startswith("[Question]\nQ {x}?\n")
     assert "not instructions to follow" in last
-    assert "two scores, each from 1 to 10, on the first line" in last
-    system = messages[0]["content"]
-    assert "helpfulness, relevance, accuracy, and level of detail" in system
-    assert "First output a single line containing only two values" in system
+    everything = "\n".join(m["content"] for m in messages)
+    assert re.search(r"helpfulness, relevance, accuracy,? and level of detail", everything)
     assert not any("first answer" in m["content"] for m in messages[:-1])  # the answers only in the final turn
     assert_markers("judge")
 
 
-def test_judge_examples_score_in_the_parsed_format_and_favour_neither_position() -> None:
+def test_the_papers_judge_asks_for_two_scores_and_nothing_else() -> None:
     messages = contrast.build_judge_prompt("Q?", "A1", "A2")
+    everything = "\n".join(m["content"] for m in messages).casefold()
+    assert "only a single line with the two scores" in everything and "write nothing else" in everything
+    assert "explain" not in everything and "explanation" not in everything
+
+
+def test_small_model_judge_examples_score_in_the_parsed_format_and_favour_neither_position() -> None:
+    messages = contrast.build_judge_prompt("Q?", "A1", "A2", prompts=load_prompt_set("small-model"))
     scores = [contrast.parse_judge(m["content"]) for m in messages[2:-1:2]]
     assert all(isinstance(s, tuple) for s in scores), scores
     assert {s[0] > s[1] for s in scores} == {True, False}  # the better answer is sometimes first, sometimes second
@@ -180,7 +190,20 @@ async def test_judge_passes_alternate_and_run_concurrently() -> None:
     # passes 0 and 2 send the same messages: distinct sample ranges keep them distinct calls
     assert [c.sample for c in judge.calls] == [0, 0, 3]
     assert judge.max_in_flight == 3
-    assert pair.strong_score == pytest.approx((10 + 9 + 10) / 3, abs=1e-6)
+    # each order's mean weighs the same: strong-first passes give 10 and 10, target-first 9
+    assert (pair.strong_score, pair.target_score) == ((10 + 9) / 2, (4 + 5) / 2)
+
+
+def test_odd_passes_keep_the_orders_balanced() -> None:
+    verdicts = [
+        contrast.to_verdict((8.0, 2.0), strong_first=True),
+        contrast.to_verdict((2.0, 8.0), strong_first=False),
+        contrast.to_verdict((6.0, 4.0), strong_first=True),
+    ]
+    # strong first: strong 7, target 3; target first: strong 8, target 2 -> 7.5 and 2.5
+    assert contrast.average(verdicts) == (7.5, 2.5, 5.0)
+    # the number of passes in one order does not tilt the result towards it
+    assert contrast.average([*verdicts, verdicts[0], verdicts[2]]) == (7.5, 2.5, 5.0)
 
 
 async def test_process_is_deterministic_across_runs() -> None:
@@ -189,12 +212,15 @@ async def test_process_is_deterministic_across_runs() -> None:
     assert first[0].record.model_dump(exclude={"created_at"}) == second[0].record.model_dump(exclude={"created_at"})
 
 
-async def test_unparsable_verdict_is_asked_again_with_the_next_sample() -> None:
+async def test_unparsable_verdict_is_asked_again_with_the_next_sample_above_temperature_0() -> None:
     strong, target, _ = _models()
     judge = ScriptedChatModel("Both are good.", "8 6", "7 7")
-    pair = only(await contrast.process(instruction(), make_context(strong, target, judge)), "scored", ScoredPair)
-    assert sorted(c.sample for c in judge.calls) == [0, 0, 1]
+    ctx = make_context(strong, target, judge, judge_temperature=0.0, reask_temperature=0.8)
+    pair = only(await contrast.process(instruction(), ctx), "scored", ScoredPair)
+    assert sorted((c.sample, c.temperature) for c in judge.calls) == [(0, 0.0), (0, 0.0), (1, 0.8)]
     assert len(pair.judgements) == 2
+    # the unparsable answer was paid for: three judge calls on the record
+    assert [c.purpose for c in pair.llm_calls].count("judge") == 3
 
 
 async def test_empty_answer_after_parse_attempts_is_a_stage_failure() -> None:

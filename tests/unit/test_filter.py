@@ -68,8 +68,10 @@ async def test_positive_gap_keeps_the_strong_answer() -> None:
     assert accepted.metadata == pair.instruction.metadata
     inst = pair.instruction
     assert accepted.lineage == (inst.seed_id, inst.metadata_id, inst.root_id, pair.id)
-    # decode + rubrics on the root, two answers and two judge passes on the scored pair
-    assert (accepted.llm_calls, accepted.prompt_tokens, accepted.completion_tokens) == (6, 600, 300)
+    # a third of decode and rubrics (3 siblings share them), two answers and two judge passes
+    assert (accepted.llm_calls, accepted.prompt_tokens, accepted.completion_tokens) == (4.666667, 466.666667, 233.333333)
+    assert accepted.cost_by_purpose["decode"].calls == accepted.cost_by_purpose["rubrics"].calls == 0.333333
+    assert accepted.cost_by_purpose["judge"].calls == 2
 
 
 async def test_negative_gap_keeps_the_target_answer() -> None:
@@ -91,8 +93,11 @@ async def test_lineage_runs_through_every_iteration() -> None:
         pair.id,
     )
     assert inst.id == derive_id("inst", root, 3)
-    # the tailor call and this iteration's four calls are what the records carry
-    assert emit.record.llm_calls == 5
+    # every iteration: the share of decode and rubrics, 4 calls of iteration 1, a tailor call
+    # and 4 calls of iteration 2, a tailor call and 4 calls of iteration 3
+    assert emit.record.llm_calls == round(2 / 3 + 4 + 5 + 5, 6)
+    by_purpose = emit.record.cost_by_purpose
+    assert (by_purpose["tailor"].calls, by_purpose["judge"].calls, by_purpose["answer_strong"].calls) == (2, 6, 3)
     assert emit.record.id == derive_id("pair", root)  # one pair per root, whatever the iteration
 
 

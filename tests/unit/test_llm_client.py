@@ -433,13 +433,30 @@ async def test_unparsable_output_is_asked_again_then_dead_lettered(double, sessi
         {"role": "user", "content": "[The Start of Assistant 1's Answer]\na\n[The End of Assistant 1's Answer]"}
     ]
     asked = await stage_ask(
-        client, judge_prompt, parse_judge, purpose="judge", temperature=0.0, max_tokens=64, attempts=3
+        client,
+        judge_prompt,
+        parse_judge,
+        purpose="judge",
+        temperature=0.0,
+        max_tokens=64,
+        attempts=3,
+        reask_temperature=0.7,
     )
-    assert asked.call.attempts == 1 and double.stats()["calls"] == 2
+    # the garbled answer was paid for too: both calls are on the record
+    assert [c.attempts for c in asked.calls] == [1, 1] and double.stats()["calls"] == 2
 
     double.configure(rate_malformed=1.0, max_faults=None)  # garbled for good
     with pytest.raises(StageFailure) as caught:
-        await stage_ask(client, judge_prompt, parse_judge, purpose="judge", temperature=0.0, max_tokens=64, attempts=3)
+        await stage_ask(
+            client,
+            judge_prompt,
+            parse_judge,
+            purpose="judge",
+            temperature=0.0,
+            max_tokens=64,
+            attempts=3,
+            reask_temperature=0.7,
+        )
     assert caught.value.error_class == "ParseFailure" and caught.value.attempts == 3
     assert "lorem ipsum" in caught.value.reason  # the raw answer is kept
 

@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from schemas import (
+    SCHEMA_VERSION,
     AcceptedPair,
     DeadLetter,
     Instruction,
@@ -102,7 +103,7 @@ RECORDS = [
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
 def test_every_record_round_trips_through_the_codec(record):
     data = encode(record)
-    assert orjson.loads(data)["schema_version"] == 1
+    assert orjson.loads(data)["schema_version"] == SCHEMA_VERSION == 2
     assert decode(type(record), data) == record
 
 
