@@ -109,7 +109,12 @@ async def ask(
     calls: list[LLMCall] = []
     for attempt in range(attempts):
         completion = await _complete(
-            model, messages, purpose, _temperature(temperature, reask_temperature, attempt), max_tokens, sample_base + attempt
+            model,
+            messages,
+            purpose,
+            _temperature(temperature, reask_temperature, attempt),
+            max_tokens,
+            sample_base + attempt,
         )
         calls.append(llm_call(purpose, completion))
         parsed = parse(completion.text)

@@ -73,13 +73,13 @@ _NO_VALUE = re.compile(
     r"|no(?:[ \t]+(?:specific|particular|explicit|special))?(?:[ \t]+(?:format(?:ting)?|output|constraints?|requirements?))+)",
     re.I,
 )
+# A heading as a label ("### Use case" over its value): read as "Use case:".
+_HEADING_LABEL = re.compile(r"^[ \t]*#{1,6}[ \t]*([A-Za-z][A-Za-z \t]{0,30}?)[ \t]*:?[ \t]*$", re.M)
 _CONSTRAINT_SPLIT = re.compile(r"[;\n]|\s[•·|]\s")
 _EDGE_WORDS = re.compile(r"^(?:(?:of|in|about|for|on|with|and|&)\s+)+|(?:\s+(?:of|in|about|for|on|with|and|&))+$", re.I)
 
 
-def build_prompt(
-    instruction: str, *, max_skills: int, rich: bool = False, prompts: PromptSet = PAPER
-) -> list[Message]:
+def build_prompt(instruction: str, *, max_skills: int, rich: bool = False, prompts: PromptSet = PAPER) -> list[Message]:
     """The set's encode prompt: system message with the format, demonstrations (few-shot in
     every set: the paper's Figure 7 shows the granularity it wants), then the seed as data."""
     prompt = prompts.encode_rich if rich else prompts.encode
@@ -96,7 +96,7 @@ def parse(text: str, *, max_skills: int, rich: bool = False) -> MetadataSummary 
     labelled use case fails, so it is asked again rather than guessed at. With `rich`, the
     optional fields are read too (see `rich_fields`); they never fail an answer.
     """
-    clean = strip_emphasis(text).strip()
+    clean = _HEADING_LABEL.sub(r"\1:", strip_emphasis(text)).strip()
     if not clean:
         return ParseFailure("empty answer", text)
     # An echoed prompt holds the example's answer: only what follows the seed counts.
@@ -180,7 +180,7 @@ def _unlabelled_use_case(text: str, skill_labels: list[re.Match[str]]) -> tuple[
 
 
 def _clean_use_case(value: str) -> str | None:
-    value = unquote(strip_marker(value))
+    value = _EXPLANATION.split(unquote(strip_marker(value)), maxsplit=1)[0]  # "Debugging - the user wants ..."
     end = _SENTENCE_END.search(value)
     if end:  # what follows the first sentence is explanation
         value = value[: end.start()]

@@ -35,12 +35,13 @@ _BLOCK_QUOTE_OR_TABLE = re.compile(r"^[ \t]*(?:>|\|)")
 _HEADING = re.compile(r"^[ \t]*#{1,6}(?:[ \t]|$)")
 _RULE = re.compile(r"^[ \t]*(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|={3,})$")
 _WHOLE_BOLD = re.compile(r"^[ \t]*(\*\*|__)(?=\S)(?:(?!\1).)+?(?<=\S)\1[ \t]*:?[ \t]*$")
-# Lines that comment on an item rather than belong to it (optionally bulleted or bold).
+# Lines that comment on an item rather than belong to it (optionally bulleted or bold). Not
+# "Note:" or "Tests:": inside an instruction those are its constraints and its test cases.
 _COMMENTARY = re.compile(
     r"^[ \t]*(?:[-*•+][ \t]+)?(?:\*\*|__|\*|_)?[ \t]*"
     r"(?:answer|response|solution|expected[ \t]+(?:answer|response)|sample[ \t]+answer"
     r"|skills?(?:[ \t]+(?:tested|required|needed|used|assessed|targeted))?|use[ \t]+case|category|difficulty"
-    r"|rationale|reasoning|why(?:[ \t]+[\w'’]+){0,5}|purpose|explanation|notes?|focus|goal|tests?"
+    r"|rationale|reasoning|why(?:[ \t]+[\w'’]+){0,5}|purpose|explanation|focus"
     r"|changes(?:[ \t]+made)?|what[ \t]+changed|key[ \t]+changes|improvements?(?:[ \t]+made)?)"
     r"[ \t]*(?:\*\*|__|\*|_)?[ \t]*[:：](?:\*\*|__|\*|_)?(?:[ \t]|$)",
     re.I,
@@ -69,9 +70,10 @@ _INLINE_ANSWER = re.compile(r"[ \t](?:Answer|Response|Solution)[ \t]*:.*$")
 
 # An item's marker: "1.", "1)", "(1)", "**1.**", "### 1.", "Instruction 1:", "**Question 2:**".
 _NUMBERED_ITEM = re.compile(
-    r"^(?P<indent>[ \t]*)(?:#{1,6}[ \t]+)?(?:\*\*|__)?[ \t]*"
-    r"(?:(?:instruction|question|prompt|task|item)[ \t]*#?[ \t]*\d{1,3}[ \t]*(?:\*\*|__)?[ \t]*[:.)\-–—](?:\*\*|__)?"
-    r"|\d{1,3}[ \t]*[.)](?!\d)(?:\*\*|__)?|\(\d{1,3}\)(?:\*\*|__)?)"
+    r"^(?P<indent>[ \t]*)(?P<heading>#{1,6}[ \t]+)?(?P<bold>\*\*|__)?[ \t]*"
+    r"(?:(?:instruction|question|prompt|task|item)[ \t]*#?[ \t]*\d{1,3}[ \t]*(?:\*\*|__)?[ \t]*(?:[:.)\-–—]|(?=[ \t]*$))"
+    r"(?P<closed>\*\*|__)?"
+    r"|\d{1,3}[ \t]*[.)](?!\d)(?P<closed2>\*\*|__)?|\(\d{1,3}\)(?:\*\*|__)?)"
     r"(?:[ \t]+|$)(?P<rest>.*)$",
     re.I,
 )
@@ -171,8 +173,26 @@ def list_items(text: str) -> list[str]:
     items = []
     for k, (i, indent, rest) in enumerate(starts):
         end = starts[k + 1][0] if k + 1 < len(starts) else len(lines)
-        items.append(body_text(rest, lines[i + 1 : end], last=k + 1 == len(starts), top_indent=indent).text)
+        body = lines[i + 1 : end]
+        title = _title_of(lines[i], rest)
+        if title is not None:  # "### 1. Weeknight dinners" or "**Instruction 1: Delayed order**" over the text
+            rest = "" if any(line.strip() and not is_separator(line) for line in body) else title
+        items.append(body_text(rest, body, last=k + 1 == len(starts), top_indent=indent).text)
     return items
+
+
+def _title_of(line: str, rest: str) -> str | None:
+    """The title a marker line gives its item, when the line is one: a heading, or a marker
+    that opens a bold run the rest of the line closes. None for an ordinary item line."""
+    marker = _NUMBERED_ITEM.match(line)
+    if marker is None:
+        return None
+    bold = marker.group("bold")
+    if bold and not (marker.group("closed") or marker.group("closed2")) and rest.rstrip().endswith(bold):
+        return rest.rstrip()[: -len(bold)].strip()
+    if marker.group("heading"):
+        return rest.strip()
+    return None
 
 
 def clean_item(text: str) -> str:
@@ -253,7 +273,9 @@ def _dedent_continuation(lines: list[str], top_indent: int) -> str:
         if fence:
             opener, opener_indent = fence.group(2), _indent(line)
         fence_of_line.append(None)
-    indents = [_indent(line) for line, f in zip(lines[1:], fence_of_line[1:], strict=True) if f is None and line.strip()]
+    indents = [
+        _indent(line) for line, f in zip(lines[1:], fence_of_line[1:], strict=True) if f is None and line.strip()
+    ]
     common = min((i for i in indents if i > top_indent), default=0)
     out = [lines[0].strip()]
     for line, fence_indent in zip(lines[1:], fence_of_line[1:], strict=True):

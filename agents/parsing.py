@@ -25,7 +25,7 @@ _WORDS = re.compile(r"\w+")
 _LETTER = re.compile(r"[^\W\d_]")
 # Openers of a preamble or epilogue a model wraps around the real answer.
 PREAMBLE = re.compile(
-    r"^(?:here\s+(?:are|is)|sure|certainly|okay|ok|of\s+course|below\s+(?:are|is)|the\s+following|"
+    r"^(?:here\s+(?:are|is)|here['’]s|sure|certainly|okay|ok|of\s+course|below\s+(?:are|is)|the\s+following|"
     r"i\s+(?:have|hope)|these\s+(?:are|instructions))\b",
     re.I,
 )

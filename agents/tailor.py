@@ -66,9 +66,7 @@ def build_prompt(instruction: str, action: str, *, prompts: PromptSet = PAPER) -
     return prompts.tailor.messages(instruction=as_data(instruction), action=as_data(action))
 
 
-def choose_action(
-    actions: Sequence[str], *, seed: int, root_id: str, iteration: int, used: Sequence[str] = ()
-) -> str:
+def choose_action(actions: Sequence[str], *, seed: int, root_id: str, iteration: int, used: Sequence[str] = ()) -> str:
     """One action, uniformly at random among those this root has not had yet (`used`; all of
     them again once every one was used), from an RNG seeded by (seed, root, iteration): a
     replay of the same retry picks the same action, other roots and iterations differ."""
