@@ -58,6 +58,7 @@ _CLOSING = re.compile(
     r"|by[ \t]+(?:adding|requiring|introducing|asking)|note[ \t]*[:：]|notes?[ \t]*[:：])",
     re.I,
 )
+_EMPHASISED = re.compile(r"^[ \t]*(?:[-*•+][ \t]+)?(?:\*\*|__|\*|_)")
 _INPUT_CUE = re.compile(r"(?:[:：]\s*(?:\*\*|__|\*|_)?\s*$)|\b(?:the[ \t]+following|below)\b", re.I)
 _NAMES_AN_INPUT = re.compile(r"\b(?:the[ \t]+following|below)\b", re.I)
 _LABEL_AT_START = re.compile(r"^(?:instruction|question|prompt|task)[ \t]*[:：][ \t]*", re.I)
@@ -101,6 +102,7 @@ def body_text(first: str, body: list[str], *, last: bool, top_indent: int = 0) -
             first = rest.pop(0)
     kept: list[str] = [first.strip()] if first.strip() else []
     input_mode = bool(_INPUT_CUE.search(first))
+    input_at: int | None = 1 if input_mode else None  # where the input after the cue begins in `kept`
     loose_starts: list[int] = []  # where each loose block begins in `kept`
     left_out: list[str] = []
     blanks = 0
@@ -113,7 +115,10 @@ def body_text(first: str, body: list[str], *, last: bool, top_indent: int = 0) -
             opener = _FENCE.match(line)
             indented = _indent(line) > top_indent
             lazy = blanks == 0 and bool(kept)  # right under the text: a lazy continuation
-            if _COMMENTARY.match(line) or _HEADING.match(line) or _RULE.match(line):
+            if _HEADING.match(line) or _RULE.match(line):
+                break
+            # in an input ("Review this PR:\n- Purpose: caching") a label is data, unless set off in bold
+            if _COMMENTARY.match(line) and (not input_mode or _EMPHASISED.match(line)):
                 break
             if _WHOLE_BOLD.match(line) and not indented:
                 break
@@ -128,14 +133,17 @@ def body_text(first: str, body: list[str], *, last: bool, top_indent: int = 0) -
                 loose_starts.append(len(kept) + blanks)
             if opener:
                 fence = opener.group(2)
-            input_mode = input_mode or bool(_INPUT_CUE.search(line))
+            if not input_mode and _INPUT_CUE.search(line):
+                input_mode, input_at = True, len(kept) + blanks + 1
         elif _closes_fence(line, fence):
             fence = None
         kept.extend([""] * blanks)
         blanks = 0
         kept.append(line)
     if last and loose_starts:
-        kept, trailing = _drop_closing_remarks(kept, loose_starts)
+        # the first block of an input is the input, whatever its first words ("I hope you are well")
+        protected = next((i for i, line in enumerate(kept) if i >= (input_at or 0) and line.strip()), len(kept))
+        kept, trailing = _drop_closing_remarks(kept, [i for i in loose_starts if i > protected])
         left_out = [*trailing, *left_out]
     text = _dedent_continuation(kept, top_indent) if kept else ""
     return Extracted(text.strip("\n").rstrip(), tuple(left_out))
@@ -214,7 +222,7 @@ def clean_item(text: str) -> str:
 
 
 def starts_closing_remark(line: str) -> bool:
-    return bool(_CLOSING.match(line) or PREAMBLE.match(line.strip(" \t*_")))
+    return bool(_CLOSING.match(line) or _COMMENTARY.match(line) or PREAMBLE.match(line.strip(" \t*_")))
 
 
 def is_separator(line: str) -> bool:

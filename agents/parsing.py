@@ -120,7 +120,7 @@ def dedupe(items: Iterable[str]) -> list[str]:
 def as_data(text: str) -> str:
     """Text placed between a prompt's data delimiters, unable to close them early."""
     text = text.replace("</instruction>", "</ instruction>").replace("<instruction>", "< instruction>")
-    return re.sub(r"^\s*#{3,}\s*$", "##", text.strip(), flags=re.M)
+    return re.sub(r"^[ \t]*#{3,}[ \t]*$", "##", text.strip(), flags=re.M)  # [ \t]: keep the blank lines around
 
 
 async def gather_or_fail(*coros: Coroutine[Any, Any, Any]) -> list[Any]:

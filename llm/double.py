@@ -4,6 +4,15 @@ with a deterministic, well-formed reply, and has knobs for latency, rate limits,
 errors, hangs and malformed output, drawn from a seeded RNG so runs repeat.
 
     python -m llm.double --port 8100 --latency-ms 200 --rate-429 0.05 --retry-after-s 1
+    python -m llm.double --style chat    # answers formatted as strong chat models write them
+
+It answers both prompt sets (agents/prompts/paper and agents/prompts/small-model). Two styles:
+"plain" (the default) gives tidy answers, one instruction per line; "chat" gives what a strong
+chat model writes: preambles, numbered items with bold titles, closing remarks, and instructions
+with code spans, `__dunder__` names, maths (`2**10`, `$x^2$`), quotes and input blocks (a quoted
+paragraph, a code fence, a table, sub-bullets) after a colon. `chat_decode_instructions` and
+`chat_tailored_instruction` give the exact instruction texts a chat answer means, so a test can
+check that the pipeline keeps them verbatim.
 
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /stats, POST /reset, and
 POST /control with a JSON object of DoubleConfig fields to change while running.
@@ -21,6 +30,7 @@ import re
 import signal
 import sys
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -240,31 +250,51 @@ _ANSWER_SENTENCES = (
 )
 
 
-def rubrics_reply(prompt: str) -> str:
+def _rubrics_asked(prompt: str) -> list[tuple[int, str, str]]:
+    """(i, rubric, action) for each of the k rubrics a rubrics prompt asks for."""
     match = re.search(r"(\d+) rubrics", prompt)
     k = int(match.group(1)) if match else 4
     start = stable_hash(prompt, "rubrics")
+    return [(i, *_RUBRICS[(start + i) % len(_RUBRICS)]) for i in range(1, k + 1)]
+
+
+def rubrics_reply(prompt: str) -> str:
     lines = []
-    for i in range(1, k + 1):
-        rubric, action = _RUBRICS[(start + i) % len(_RUBRICS)]
+    for i, rubric, action in _rubrics_asked(prompt):
         lines.append(f"Rubric {i}: {rubric} ({_tag(prompt, str(i))})")
         lines.append(f"Action {i}: {action}")
     return "\n".join(lines)
 
 
+DEFAULT_INSTRUCTION = "Write a detailed, well-structured answer to the user's request."
+
+
 def tailor_reply(prompt: str) -> str:
-    base = _instruction_in(prompt) or "Write a detailed, well-structured answer to the user's request."
+    """The instruction with a constraint and a version tag on its first line; the lines under
+    it (an input block) follow unchanged. A one-line instruction gives one line."""
+    base = _instruction_in(prompt) or DEFAULT_INSTRUCTION
     constraint = _pick(_CONSTRAINTS, prompt, "constraint")
-    return f"Improved Instruction: {base} {constraint} (v{_tag(prompt, 'tailor')[:4]})"
+    first, newline, rest = base.partition("\n")
+    added = f"{constraint} (v{_tag(prompt, 'tailor')[:4]})"
+    # before the colon that introduces an input, which stays the line's end
+    first = f"{first[:-1].rstrip()} {added}:" if newline and first.endswith(":") else f"{first} {added}"
+    return f"Improved Instruction: {first}{newline}{rest}"
 
 
 def _instruction_in(prompt: str) -> str:
-    """The instruction being tailored: the rest of the "#Instruction#:" line, else the next
-    non-empty line."""
+    """The instruction being tailored: everything from "#Instruction#:" to the first line
+    that is exactly the closing "###" fence (an instruction may span lines: an input block;
+    the prompt builders turn its own "###" lines into "##", so the first one closes it).
+    Without a closing fence: the rest of the "#Instruction#:" line, else the next non-empty
+    line."""
     _, found, tail = prompt.partition("#Instruction#:")
     if not found:
         return ""
     lines = tail.split("\n")
+    close = next((k for k, line in enumerate(lines) if k > 0 and line.strip() == "###"), None)
+    fenced = "\n".join(lines[:close]).strip() if close is not None else ""
+    if fenced:
+        return fenced
     same_line = lines[0].strip()
     if same_line:
         return same_line
@@ -294,8 +324,9 @@ _CITIES = (
 )  # fmt: skip
 # Steps coprime with len(_TASKS) == 48: the first 48 indices of one prompt get distinct tasks.
 _TASK_STEPS = (1, 5, 7, 11, 13, 17, 19, 23)
-_DECODE_USE = re.compile(r"^Intended use:[ \t]*(.+)$", re.M)
-_DECODE_SKILLS = re.compile(r"^Required abilities:[ \t]*(.+)$", re.M)
+# The metadata's labels in the paper set's decode prompt and in the small-model set's.
+_DECODE_USE = re.compile(r"^(?:Use case of the instructions|Intended use):[ \t]*(.+)$", re.M)
+_DECODE_SKILLS = re.compile(r"^(?:Skills required to respond to the instructions|Required abilities):[ \t]*(.+)$", re.M)
 _DECODE_RICH = tuple(
     re.compile(rf"^{label}:[ \t]*(.+)$", re.M) for label in ("Domain", "Difficulty", "Format constraints")
 )  # format constraints last
@@ -309,12 +340,18 @@ def decode_reply(prompt: str) -> str:
     the prompt). So the same prompt gives the same list (the dedup stage's exact pass drops a
     repeat), a paraphrased seed's metadata, its skills in another order, gives near duplicates
     (the embedding pass), and different metadata gives instructions apart from each other."""
+    n, use_case, skills, topic = _decode_asked(prompt)
+    return "\n".join(f"{i}. {_instruction(prompt, topic, i, use_case, skills)}" for i in range(1, n + 1))
+
+
+def _decode_asked(prompt: str) -> tuple[int, str, list[str], str]:
+    """What a decode prompt asks for: the number of instructions, the use case, the skills in
+    the prompt's order, and the topic key (see `_topic_key`)."""
     match = re.search(r"[Gg]enerate (\d+)", prompt)
     n = int(match.group(1)) if match else 10
     use_case = _last(_DECODE_USE, prompt) or "General assistance"
     skills = [s.strip() for s in _last(_DECODE_SKILLS, prompt).split(",") if s.strip()] or ["clear explanation"]
-    topic = _topic_key(prompt, use_case, skills)
-    return "\n".join(f"{i}. {_instruction(prompt, topic, i, use_case, skills)}" for i in range(1, n + 1))
+    return n, use_case, skills, _topic_key(prompt, use_case, skills)
 
 
 def _last(pattern: re.Pattern[str], prompt: str) -> str:
@@ -330,17 +367,37 @@ def _topic_key(prompt: str, use_case: str, skills: list[str]) -> str:
     return "\x1e".join([use_case, *sorted(skills), *rich[:-1], *formats])
 
 
-def _instruction(prompt: str, topic: str, i: int, use_case: str, skills: list[str]) -> str:
+@dataclass(frozen=True)
+class _Subject:
+    """What the i-th instruction of a metadata is about."""
+
+    task: str
+    place: str
+    city: str
+    audience: str
+    drawing_on: str  # the skills it names, in the prompt's order
+    use_case: str = ""
+
+
+def _subject(topic: str, i: int, skills: list[str], use_case: str = "") -> _Subject:
     start, step = stable_hash(topic, "task"), _TASK_STEPS[stable_hash(topic, "step") % len(_TASK_STEPS)]
-    task = _TASKS[(start + i * step) % len(_TASKS)]
-    audience = _pick(_AUDIENCES, topic, str(i), "audience")
-    place = _pick(_PLACES, topic, str(i), "place")
-    city = _pick(_CITIES, topic, str(i), "city")
     # Two skills (the i-th pair of the set), in the prompt's order: a paraphrase's wording.
     left_out = sorted(skills)[i % len(skills)] if len(skills) > 2 else None
-    named = [s for s in skills if s != left_out]
-    drawing_on = " and ".join(named)
-    return f"{use_case}: {task} {place} in {city} {audience}, drawing on {drawing_on} (case {_tag(prompt)}-{i})."
+    return _Subject(
+        task=_TASKS[(start + i * step) % len(_TASKS)],
+        place=_pick(_PLACES, topic, str(i), "place"),
+        city=_pick(_CITIES, topic, str(i), "city"),
+        audience=_pick(_AUDIENCES, topic, str(i), "audience"),
+        drawing_on=" and ".join(s for s in skills if s != left_out),
+        use_case=use_case,
+    )
+
+
+def _instruction(prompt: str, topic: str, i: int, use_case: str, skills: list[str]) -> str:
+    s = _subject(topic, i, skills)
+    return (
+        f"{use_case}: {s.task} {s.place} in {s.city} {s.audience}, drawing on {s.drawing_on} (case {_tag(prompt)}-{i})."
+    )
 
 
 def encode_reply(prompt: str) -> str:
@@ -349,20 +406,36 @@ def encode_reply(prompt: str) -> str:
     and the same skills, as from a real encoder; the skills' order, as a sampling model's
     would, follows the seed's own text (the same seed, up to case and white space, the same
     order). The rich fields come when the prompt asks for them."""
+    return "\n".join(f"{label}: {value}" for label, value in _encode_lines(encode_fields(prompt)))
+
+
+def encode_fields(prompt: str) -> dict[str, Any]:
+    """The metadata the double gives an encode prompt, as MetadataSummary's fields: use_case
+    and skills, and domain, difficulty and format_constraints when the prompt asks for them."""
     seed, asked = _seed_in(prompt)
     key = " ".join(content_words(seed)) or seed  # a seed of stop words only is its own key
-    use_case = _pick(_USE_CASES, key, "use case")
-    skills = _ordered(_skill_set(key), normalise_text(seed))
-    lines = [f"Use case: {use_case}", f"Skills: {', '.join(skills)}"]
+    fields: dict[str, Any] = {
+        "use_case": _pick(_USE_CASES, key, "use case"),
+        "skills": tuple(_ordered(_skill_set(key), normalise_text(seed))),
+    }
     if "Difficulty:" in asked:
         first = stable_hash(key, "formats")
         formats = [_FORMATS[(first + j) % len(_FORMATS)] for j in range(1 + stable_hash(key, "format count") % 2)]
+        fields["domain"] = _pick(_DOMAINS, key, "domain")
+        fields["difficulty"] = _pick(_DIFFICULTIES, key, "difficulty")
+        fields["format_constraints"] = tuple(formats)
+    return fields
+
+
+def _encode_lines(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    lines = [("Use case", fields["use_case"]), ("Skills", ", ".join(fields["skills"]))]
+    if "domain" in fields:
         lines += [
-            f"Domain: {_pick(_DOMAINS, key, 'domain')}",
-            f"Difficulty: {_pick(_DIFFICULTIES, key, 'difficulty')}",
-            f"Format constraints: {'; '.join(formats)}",
+            ("Domain", fields["domain"]),
+            ("Difficulty", fields["difficulty"]),
+            ("Format constraints", "; ".join(fields["format_constraints"])),
         ]
-    return "\n".join(lines)
+    return lines
 
 
 def _skill_set(key: str, size: int = 3) -> list[str]:
@@ -408,7 +481,11 @@ def answer_reply(prompt: str, model: str) -> str:
 
 
 def judge_reply(prompt: str) -> str:
+    """The two scores on one line, then an explanation line, unless the prompt asks for the
+    scores and nothing else (the paper set's judge): then the scores line alone."""
     s1, s2 = judge_scores(prompt)
+    if _scores_only(prompt):
+        return f"{s1} {s2}"
     better = "Assistant 1" if s1 >= s2 else "Assistant 2"
     return (
         f"{s1} {s2}\nAssistant 1 scores {s1} and Assistant 2 scores {s2}; "
@@ -416,20 +493,339 @@ def judge_reply(prompt: str) -> str:
     )
 
 
-def answer_for(kind: str, messages: list[dict[str, Any]], model: str) -> str:
-    """The double's reply to a prompt of `kind` (from classify)."""
+def _scores_only(prompt: str) -> bool:
+    """The judge prompt's own text after the answers says "nothing else" (the answers, data,
+    may say anything)."""
+    _, found, after = prompt.rpartition(JUDGE_A2_END)
+    return bool(found) and "nothing else" in after.casefold()
+
+
+STYLES = ("plain", "chat")
+
+
+def answer_for(kind: str, messages: list[dict[str, Any]], model: str, style: str = "plain") -> str:
+    """The double's reply to a prompt of `kind` (from classify), in `style` (plain or chat)."""
     prompt = classify_text(messages)[1] if kind != "answer" else _all_text(messages)
+    chat = style == "chat"
     if kind == "judge":
         return judge_reply(prompt)
     if kind == "rubrics":
-        return rubrics_reply(prompt)
+        return chat_rubrics_reply(prompt) if chat else rubrics_reply(prompt)
     if kind == "tailor":
-        return tailor_reply(prompt)
+        return chat_tailor_reply(prompt) if chat else tailor_reply(prompt)
     if kind == "decode":
-        return decode_reply(prompt)
+        return chat_decode_reply(prompt) if chat else decode_reply(prompt)
     if kind == "encode":
-        return encode_reply(prompt)
-    return answer_reply(prompt, model)
+        return chat_encode_reply(prompt) if chat else encode_reply(prompt)
+    return chat_answer_reply(prompt, model) if chat else answer_reply(prompt, model)
+
+
+# ---------------------------------------------------------------- the chat style
+#
+# Answers as strong chat models write them: a preamble, markdown around the items, closing
+# remarks, and instructions that hold code spans, `__dunder__` names, maths, quotes and an input
+# block after a colon. The instruction texts are pure functions of the prompt
+# (`chat_decode_instructions`, `chat_tailored_instruction`) and the replies are built from them,
+# so a test can compare what the pipeline kept with what the double meant, verbatim.
+
+# A sentence each, added by tailor; none says "numbered list" (a marker of decode prompts).
+_CHAT_CONSTRAINTS = (
+    "Include a worked example with real numbers.",
+    "Keep the answer under 200 words.",
+    "Compare two approaches and say which one you would pick.",
+    "State every assumption you make.",
+    "Explain the trade-offs of each choice.",
+    "Give the answer as a step-by-step plan.",
+    "Handle the case where the budget is cut in half.",
+    "Justify each step with the rule or formula it relies on.",
+)
+_CHAT_NOTES = (
+    "We have booked the room {place} for {day}, but half of the volunteers cannot come before {hour} o'clock, "
+    "so everything has to start later than we hoped.",
+    "The last plan in {city} ran {days} days over and cost {extra} euros more than agreed; this time every change "
+    "must be approved by the whole team first.",
+    "Nobody here has done this before, so keep it simple, say what each step costs, and tell us what to skip "
+    "if the money runs out in {city}.",
+    "Our contact {place} says the deadline is {day} at {hour} o'clock sharp, and that late work will not be paid.",
+)
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_ANSWER_POINTS = (
+    ("Start from the constraints", _ANSWER_SENTENCES[0]),
+    ("Break it down", _ANSWER_SENTENCES[1]),
+    ("State your assumptions", _ANSWER_SENTENCES[2]),
+    ("Measure before optimising", _ANSWER_SENTENCES[3]),
+    ("Work through an example", _ANSWER_SENTENCES[4]),
+    ("Check the result", _ANSWER_SENTENCES[5]),
+    ("Weigh the trade-offs", _ANSWER_SENTENCES[6]),
+    ("Keep it structured", _ANSWER_SENTENCES[7]),
+)
+_ANSWER_HEADINGS = ("A practical approach", "How to go about it", "A step-by-step plan", "The short version")
+_ANSWER_CLOSINGS = (
+    "I hope this helps! Let me know if you would like more detail on any step.",
+    "If you share more about your situation, I can tailor this further.",
+    "Happy to expand on any of these points.",
+)
+
+
+@dataclass(frozen=True)
+class _ChatInstruction:
+    """One instruction of a chat decode answer: its bold title (wrapping, not text), its first
+    line, and the input block after that line's colon (or none)."""
+
+    title: str
+    head: str
+    block: str = ""
+    block_kind: str = ""  # "quote", "fence", "table" or "bullets"
+
+    @property
+    def text(self) -> str:
+        """The instruction as the double means it: a list right under its line, any other
+        input block after a blank line."""
+        if not self.block:
+            return self.head
+        gap = "\n" if self.block_kind == "bullets" else "\n\n"
+        return f"{self.head}{gap}{self.block}"
+
+
+def _core(s: _Subject) -> str:
+    task = s.task[0].lower() + s.task[1:]
+    use_case = s.use_case[0].lower() + s.use_case[1:] if s.use_case else "general assistance"
+    return f"In the context of {use_case}, {task} {s.place} in {s.city} {s.audience}, drawing on {s.drawing_on}"
+
+
+def _ident(city: str) -> str:
+    return re.sub(r"[^A-Za-z]", "", unicodedata.normalize("NFKD", city)) or "Team"
+
+
+def _wording(r: int, *options: str) -> str:
+    """One of a flavour's wordings, drawn from high bits of `r` (its numbers use the low ones)."""
+    return options[(r >> 40) % len(options)]
+
+
+def _class_script(s: _Subject, r: int) -> _ChatInstruction:
+    ident = _ident(s.city)
+    head = f"{_core(s)}. " + _wording(
+        r,
+        "The team's planning script is below: explain what its `__init__` and `__repr__` methods do, "
+        "then add a `__len__` method that counts the items:",
+        "Here is the class the staff use: walk through its `__init__` and `__repr__`, and write the "
+        "`__len__` it is missing so that `len(plan)` works:",
+    )
+    code = [
+        "```python",
+        f"class {ident}Plan:",
+        f"    def __init__(self, limit={100 + r % 900}):",
+        "        self.limit = limit",
+        "        self.items = []",
+        "",
+        "    def __repr__(self):",
+        f'        return f"{ident}Plan(limit={{self.limit}}, items={{len(self.items)}})"',
+        "```",
+    ]
+    return _ChatInstruction(f"Planning script for {s.city}", head, "\n".join(code), "fence")
+
+
+def _organiser_note(s: _Subject, r: int) -> _ChatInstruction:
+    head = f"{_core(s)}. " + _wording(
+        r,
+        f"Assume the budget is 2**10 - 3**4 euros and read this note from the organiser in {s.city}:",
+        f"Take 2**10 - 3**4 euros as the whole budget, and account for what the coordinator in {s.city} wrote:",
+    )
+    note = _CHAT_NOTES[r % len(_CHAT_NOTES)].format(
+        place=s.place,
+        city=s.city,
+        day=_DAYS[r // 7 % len(_DAYS)],
+        hour=8 + r // 11 % 4,
+        days=2 + r // 13 % 9,
+        extra=100 + r // 17 % 40 * 25,
+    )
+    return _ChatInstruction(f"Organiser's note from {s.city}", head, f'"{note}"', "quote")
+
+
+def _scoring_table(s: _Subject, r: int) -> _ChatInstruction:
+    head = f"{_core(s)}. " + _wording(
+        r,
+        "Rank the options in the table by the score $s = x^2 + y^2$, where $x$ is the cost rating "
+        "and $y$ the time rating, and say which one you would choose:",
+        "Score both options with $s = \\sqrt{x^2 + y^2}$ (cost rating $x$, time rating $y$) and recommend one:",
+    )
+    a, b, c, d = (1 + r // 9**j % 9 for j in range(4))
+    rows = [
+        "| Option | Cost rating ($x$) | Time rating ($y$) |",
+        "| --- | --- | --- |",
+        f"| {s.city} plan A | {a} | {b} |",
+        f"| {s.city} plan B | {c} | {d} |",
+    ]
+    return _ChatInstruction(f"Scoring the {s.city} options", head, "\n".join(rows), "table")
+
+
+def _three_points(s: _Subject, r: int) -> _ChatInstruction:
+    head = f"{_core(s)}. " + _wording(
+        r,
+        "Cover the **three** points below, one short paragraph each:",
+        "Answer **each** of these questions in two or three sentences:",
+    )
+    points = [
+        f"- what it would cost {s.place}",
+        f"- how long it would take in {s.city}",
+        f"- the one risk you would watch most closely, and why it matters {s.audience}",
+    ]
+    return _ChatInstruction(f"Three points for {s.city}", head, "\n".join(points), "bullets")
+
+
+def _entry_point(s: _Subject, r: int) -> _ChatInstruction:
+    head = f"{_core(s)}. " + _wording(
+        r,
+        f"Sketch it as a small Python script for the team in {s.city}, and explain why the "
+        '`if __name__ == "__main__":` guard matters when another module imports it.',
+        f"Turn it into a command-line tool for {s.city} and say what `__main__.py` and "
+        "`__name__` have to do with running it as `python -m plan`.",
+    )
+    return _ChatInstruction(f"A script for {s.city}", head)
+
+
+def _running_costs(s: _Subject, r: int) -> _ChatInstruction:
+    budget, rate, base = 500 + r % 20 * 50, 20 + r // 20 % 8 * 5, 100 + r // 160 % 5 * 50
+    head = f"{_core(s)}. " + _wording(
+        r,
+        f"With ${budget:,} to spend and costs that grow as $c(t) = {rate}t + {base}$ after $t$ months, "
+        'say in which month the money runs out, and call that month the "break point".',
+        f"If the monthly cost is $c(t) = {base} + {rate}t$ dollars and only ${budget:,} is available, find the "
+        "last month that can be paid for and label it 'the final month'.",
+    )
+    return _ChatInstruction(f"Running costs in {s.city}", head)
+
+
+def _snippet(s: _Subject, r: int) -> _ChatInstruction:
+    var = _ident(s.city).casefold() + "_total"
+    head = f"{_core(s)}. " + _wording(
+        r,
+        "Explain what this snippet prints and why the two lines differ:",
+        "Before running it, predict the output of the following code:",
+    )
+    code = [
+        "```python",
+        f"{var} = {10 + r % 90}  # {s.city}",
+        f"print(2**10 - 3**4, {var} ** 2)",
+        f'print(f"{{{var}=}}", {var} // 3)',
+        "```",
+    ]
+    return _ChatInstruction(f"Snippet check for {s.city}", head, "\n".join(code), "fence")
+
+
+_FLAVOURS = (_class_script, _organiser_note, _scoring_table, _three_points, _entry_point, _running_costs, _snippet)
+
+
+def _chat_items(prompt: str) -> list[tuple[int, _ChatInstruction]]:
+    """(layout, instruction) of each item of a chat decode answer. Consecutive items get
+    consecutive flavours, so a few items of one metadata already show several kinds of input."""
+    n, use_case, skills, topic = _decode_asked(prompt)
+    first = stable_hash(topic, "flavour")
+    out = []
+    for i in range(1, n + 1):
+        flavour = _FLAVOURS[(first + i) % len(_FLAVOURS)]
+        item = flavour(_subject(topic, i, skills, use_case), stable_hash(topic, str(i), "numbers"))
+        out.append((stable_hash(topic, str(i), "layout") % 3, item))
+    return out
+
+
+def chat_decode_instructions(prompt: str) -> list[str]:
+    """The instructions a chat-style decode answer to `prompt` (as `classify_text` gives it)
+    holds, exactly as meant: what a parser that keeps instructions verbatim must return."""
+    return [item.text for _, item in _chat_items(prompt)]
+
+
+def chat_decode_reply(prompt: str) -> str:
+    """A preamble, the numbered items with bold titles (`1. **Title:** text`, or a bold title
+    line with the text indented below it), a closing remark."""
+    n, use_case, _, _ = _decode_asked(prompt)
+    parts = [f"Sure! Here are {n} instructions for {use_case}:"]
+    parts += [_present(i, layout, item) for i, (layout, item) in enumerate(_chat_items(prompt), start=1)]
+    parts.append("Let me know if you'd like more instructions, or a different mix of topics and difficulty!")
+    return "\n\n".join(parts)
+
+
+def _present(i: int, layout: int, item: _ChatInstruction) -> str:
+    """Layout 0: title and text on the item's line, an input block unindented (a list
+    indented); 1: a bold title line, the whole text indented below it; 2: title and text on
+    the item's line, the input block indented under the item."""
+    head, *rest = item.text.split("\n")
+    if layout == 1:
+        return "\n".join([f"{i}. **{item.title}**", *(_indent(line) for line in [head, *rest])])
+    body = rest if layout == 0 and item.block_kind != "bullets" else [_indent(line) for line in rest]
+    return "\n".join([f"{i}. **{item.title}:** {head}", *body])
+
+
+def _indent(line: str) -> str:
+    return f"   {line}" if line.strip() else ""
+
+
+def chat_tailored_instruction(prompt: str) -> str:
+    """The harder instruction a chat-style answer to a tailor `prompt` (as `classify_text`
+    gives it) means: the instruction's first line with a constraint added (before the sentence
+    that introduces an input, so the colon still does), then the rest of it unchanged, so an
+    input block travels through every iteration."""
+    base = _instruction_in(prompt) or DEFAULT_INSTRUCTION
+    constraint = _chat_constraint(prompt, base)
+    first, newline, rest = base.partition("\n")
+    if first.endswith(":"):
+        cut = first.rfind(". ") + 2 if ". " in first else 0
+        first = f"{first[:cut]}{constraint} {first[cut:]}"
+    else:
+        first = f"{first} {constraint}"
+    return f"{first}{newline}{rest}"
+
+
+def _chat_constraint(prompt: str, base: str) -> str:
+    unused = [c for c in _CHAT_CONSTRAINTS if c not in base] or list(_CHAT_CONSTRAINTS)
+    return unused[stable_hash(prompt, "chat constraint") % len(unused)]
+
+
+def chat_tailor_reply(prompt: str) -> str:
+    """`**Improved Instruction:** <text>`, a blank line, `**Why this is harder:** ...`."""
+    text = chat_tailored_instruction(prompt)
+    constraint = _chat_constraint(prompt, _instruction_in(prompt) or DEFAULT_INSTRUCTION)
+    keeps = " and its input" if "\n" in text else ""
+    why = (
+        f"It keeps the original task{keeps} but adds a requirement the answer has to meet: "
+        f"{constraint[0].lower()}{constraint[1:]}"
+    )
+    return f"**Improved Instruction:** {text}\n\n**Why this is harder:** {why}"
+
+
+def chat_rubric_pairs(prompt: str) -> list[tuple[str, str]]:
+    """The (rubric, action) pairs a chat-style answer to a rubrics `prompt` holds."""
+    return [(rubric, action) for _, rubric, action in _rubrics_asked(prompt)]
+
+
+def chat_rubrics_reply(prompt: str) -> str:
+    asked = _rubrics_asked(prompt)
+    parts = [
+        f"Here are {len(asked)} rubrics for judging how challenging such an instruction is, "
+        "each with an action that makes it harder:"
+    ]
+    parts += [f"**Rubric {i}:** {rubric}\n**Action {i}:** {action}" for i, rubric, action in asked]
+    parts.append("Applied one at a time, these actions raise the difficulty step by step.")
+    return "\n\n".join(parts)
+
+
+def chat_encode_reply(prompt: str) -> str:
+    """A preamble line, then `**Use case:** ...`, `**Skills:** ...` (and the rich fields when
+    asked), with the metadata `encode_fields` gives."""
+    lines = [f"**{label}:** {value}" for label, value in _encode_lines(encode_fields(prompt))]
+    return "Here is the analysis of the instruction:\n\n" + "\n".join(lines)
+
+
+def chat_answer_reply(prompt: str, model: str) -> str:
+    """A markdown answer: a heading, a sentence, a numbered list with bold labels, a closing
+    line; it depends on the model, so the strong and the target answers differ."""
+    count = 3 + stable_hash(prompt, model, "count") % 3
+    start = stable_hash(prompt, model, "start")
+    points = [_ANSWER_POINTS[(start + j) % len(_ANSWER_POINTS)] for j in range(count)]
+    lines = [f"## {_pick(_ANSWER_HEADINGS, prompt, model, 'heading')}", "", "Here is how I would approach it:", ""]
+    lines += [f"{j}. **{label}:** {sentence}" for j, (label, sentence) in enumerate(points, start=1)]
+    lines += ["", _pick(_ANSWER_CLOSINGS, prompt, model, "closing")]
+    return "\n".join(lines)
 
 
 def _all_text(messages: list[dict[str, Any]]) -> str:
@@ -494,8 +890,11 @@ class DoubleConfig:
     force_status: int | None = None  # every chat request gets this status (400, 401, 404, ...)
     api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <api_key>"
     echo_headers: bool = False  # error bodies echo the request headers, as careless servers do
+    style: str = "plain"  # "plain": tidy answers; "chat": formatted as strong chat models write them
 
     def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}: {self.style!r}")
         rates = self.fault_rates()
         if any(not 0.0 <= r <= 1.0 for r in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1: {rates}")
@@ -684,7 +1083,7 @@ class LLMDouble:
         if fault == "timeout":
             await asyncio.sleep(config.hang_s)
 
-        answer = answer_for(kind, messages, model)
+        answer = answer_for(kind, messages, model, config.style)
         content: str | None = answer
         finish_reason = "stop"
         if fault == "malformed":
@@ -750,6 +1149,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=int, default=default)
         elif field.name == "api_key":
             p.add_argument(flag, default=default, help="require this bearer key")
+        elif field.name == "style":
+            p.add_argument(
+                flag, choices=STYLES, default=default, help="plain: tidy answers; chat: as strong chat models write"
+            )
         else:
             p.add_argument(flag, type=float, default=default)
     return p

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas import AcceptedPair, Instruction, LLMCall, Metadata, Record, ScoredPair
 from streams.reader import read_records
+from streams.report.pair_cost import PairCostFigures, pair_cost_figures
 from streams.settings import Settings
 
 
@@ -31,6 +32,8 @@ class Cost:
     rubrics_calls_records: int  # rubrics calls the records carry
     rubrics_calls_double: int  # rubrics prompts the strong double answered
     calls_double: int  # every request the doubles answered (re-asks and retries included)
+    # by purpose: the accepted pairs' own cost, and the run's calls / accepted pairs
+    by_purpose: PairCostFigures | None = field(default=None, compare=False)
 
     @property
     def calls(self) -> int:
@@ -87,6 +90,7 @@ ORDER = (
 
 def cost_of(records: Sequence[tuple[str, Record]], double_stats: dict[str, dict]) -> Cost:
     calls, accepted, metadata = tally(records)
+    pairs = [r for topic, r in records if topic == "accepted" and isinstance(r, AcceptedPair)]
     keys = sorted(calls, key=lambda k: (k[1] or 0, ORDER.index(k[0]) if k[0] in ORDER else len(ORDER), k[0]))
     rows = tuple(
         CostRow(
@@ -106,6 +110,7 @@ def cost_of(records: Sequence[tuple[str, Record]], double_stats: dict[str, dict]
         rubrics_calls_records=len(calls.get(("rubrics", None), [])),
         rubrics_calls_double=double_stats.get("strong", {}).get("by_kind", {}).get("rubrics", 0),
         calls_double=sum(s.get("calls", 0) for s in double_stats.values()),
+        by_purpose=pair_cost_figures(pairs, [c for group in calls.values() for c in group]),
     )
 
 

@@ -10,6 +10,16 @@ from streams.bench import figures as f
 from streams.bench.cost import Cost
 from streams.bench.pipeline import PipelineRun
 from streams.bench.stage import StageRate
+from streams.report.pair_cost import (
+    COST_HEADERS,
+    COST_LEGEND,
+    CostPerPair,
+    PairCostFigures,
+    compare_prompt_tokens,
+)
+from streams.report.pair_cost import cost_rows as purpose_cost_rows
+from streams.report.text import percent
+from streams.report.text import table as table  # the bench prints with the report's text tables
 
 
 @dataclass(frozen=True)
@@ -102,39 +112,6 @@ def summarise(run: PipelineRun, m: int, latency_s: float) -> PipelineFigures:
         elapsed_s=run.elapsed_s,
         complete=run.complete,
     )
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table, numbers right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))] if rows else []
-    lines = [
-        "  ".join(
-            h.rjust(w) if numeric and numeric[i] else h.ljust(w)
-            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        lines.append(
-            "  ".join(
-                c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _cell(v: object) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "-"
-        return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
-    return str(v)
 
 
 PIPELINE_HEADERS = (
@@ -234,8 +211,8 @@ def cost_rows(cost: Cost) -> tuple[list[str], list[list[object]]]:
         "from cache",
         "prompt tokens",
         "completion tokens",
-        "calls/pair",
-        "tokens/pair",
+        "calls/accepted (run)",
+        "tokens/accepted (run)",
     ]
     pairs = cost.accepted or 1
     rows: list[list[object]] = [
@@ -277,3 +254,32 @@ def overlap_share(run: PipelineRun, window: tuple[float, float]) -> str:
 
 def percentile_int(values: Sequence[int]) -> int:
     return int(f.percentile(values, 50))
+
+
+def purpose_cost_table(figures: PairCostFigures) -> str:
+    """Cost per accepted pair by purpose: the pairs' own cost next to the run's calls / accepted."""
+    return table(COST_HEADERS, purpose_cost_rows(figures)) + "\n\n" + COST_LEGEND
+
+
+def prompt_set_table(sets: dict[str, CostPerPair]) -> tuple[list[str], list[list[object]]]:
+    """Prompt tokens per accepted pair by purpose, the sets side by side, shares as percentages."""
+    headers, rows = compare_prompt_tokens(sets)
+    shares = [i for i, h in enumerate(headers) if h.endswith(": share")]
+    return headers, [[percent(v) if i in shares else v for i, v in enumerate(row)] for row in rows]  # type: ignore[arg-type]
+
+
+def prompt_set_notes(runs: dict[str, tuple[PipelineFigures, Cost]]) -> str:
+    """Per set: the judge's share of all prompt tokens (pairs and run), how many pairs were
+    accepted, and the prompt set the pairs' provenance names (proof the workers used it)."""
+    lines = []
+    for name, (figures, cost) in runs.items():
+        by = cost.by_purpose
+        if by is None:
+            continue
+        lines.append(
+            f"{name}: judge {percent(by.pair.prompt_share('judge'))} of the pairs' prompt tokens, "
+            f"{percent(by.run.prompt_share('judge'))} of the run's; {figures.accepted} accepted, "
+            f"{figures.rejected} rejected, {figures.dead} dead-lettered of {figures.seeds} seeds; "
+            f"prompt set on the pairs: {', '.join(f'{k} ({v})' for k, v in by.prompt_sets.items()) or 'none'}"
+        )
+    return "\n".join(lines)

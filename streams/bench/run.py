@@ -1,6 +1,10 @@
 """The whole benchmark as `codeclm bench` runs it: pipeline runs at each M with one worker, the
 same run with more workers (scale-out), one stage against a plain aiokafka loop, the cost per
-accepted pair, and the targets, printed (never asserted)."""
+accepted pair, and the targets, printed (never asserted).
+
+With `prompt_sets` it compares prompt sets instead: the pipeline once per set (the same seeds,
+LLM doubles started afresh with the same random seeds, one M, one worker) and, side by side,
+the prompt tokens each accepted pair costs by stage."""
 
 from __future__ import annotations
 
@@ -25,13 +29,16 @@ from streams.bench.report import (
     overlap_rows,
     overlap_share,
     pipeline_rows,
+    prompt_set_notes,
+    prompt_set_table,
+    purpose_cost_table,
     stage_rows,
     summarise,
-    table,
     whole_rows,
 )
 from streams.bench.stack import ALL_STAGES, Stack, wait_until_consuming
 from streams.bench.stage import StageRate, baseline_loop, faust_stage
+from streams.report.text import table
 from streams.settings import Settings, overlay
 
 RSS_RECORDS = 10_000  # the memory target is about a run of at least this many records
@@ -61,6 +68,9 @@ class Options:
     # The LLM path is what this benchmark measures; the dedup stage's embeddings are CPU work of
     # their own (about 10 ms per instruction, measured by `codeclm bench-dedup`). Exact dedup stays on.
     dedup_embeddings: str = "off"
+    # Compare these prompt sets (pipeline.prompts) instead of the usual benchmark: one pipeline
+    # run per set at the smallest M, one worker, the same seeds.
+    prompt_sets: tuple[str, ...] = ()
 
     @classmethod
     def quick(cls, **changes) -> Options:
@@ -69,14 +79,23 @@ class Options:
 
 
 def run_settings(
-    base: Settings, bootstrap: str, opts: Options, m: int, strong_url: str, target_url: str, work: Path
+    base: Settings,
+    bootstrap: str,
+    opts: Options,
+    m: int,
+    strong_url: str,
+    target_url: str,
+    work: Path,
+    prompts: str | None = None,
 ) -> Settings:
-    """Settings of one run: its own topic prefix and consumer groups, M in flight per endpoint."""
+    """Settings of one run: its own topic prefix and consumer groups, M in flight per endpoint,
+    and the prompt set `prompts` if given (else the environment's, paper by default)."""
     run = uuid.uuid4().hex[:8]
     per_stage = opts.in_flight_per_stage or max(512, 4 * m)
     return overlay(
         base,
         {
+            **({"pipeline": {"prompts": prompts}} if prompts else {}),
             "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": f"bench{run}.", "partitions": opts.partitions},
             "strong": {"base_url": strong_url, "model": "double-strong", "max_in_flight": m},
             "target": {"base_url": target_url, "model": "double-target", "max_in_flight": m},
@@ -92,14 +111,23 @@ def run_settings(
 
 
 def pipeline_case(
-    stack: Stack, bootstrap: str, opts: Options, m: int, workers: int
+    stack: Stack,
+    bootstrap: str,
+    opts: Options,
+    m: int,
+    workers: int,
+    *,
+    prompts: str | None = None,
+    seed_tag: str | None = None,
 ) -> tuple[PipelineFigures, PipelineRun, Settings]:
+    """One pipeline run with fresh LLM doubles. Seeds are tagged with the run's topic prefix
+    unless `seed_tag` is given (runs with the same tag get the same seed texts)."""
     strong = stack.double("strong", opts.latency_ms, opts.jitter_ms, seed=1)
     target = stack.double("target", opts.latency_ms, opts.jitter_ms, seed=2)
-    settings = run_settings(Settings(), bootstrap, opts, m, strong.url, target.url, stack.work)
+    settings = run_settings(Settings(), bootstrap, opts, m, strong.url, target.url, stack.work, prompts)
     procs = stack.workers(settings, workers, command=opts.worker_cmd)
     ready = asyncio.run(wait_until_consuming(settings, ALL_STAGES, workers, procs))
-    seeds = bench_seeds(opts.seeds, settings.kafka.topic_prefix)
+    seeds = bench_seeds(opts.seeds, seed_tag or settings.kafka.topic_prefix)
     result = asyncio.run(
         run_pipeline(
             settings,
@@ -133,6 +161,8 @@ def say(text: str = "") -> None:
 
 
 def run(opts: Options) -> dict:
+    if opts.prompt_sets:
+        return run_prompt_sets(opts)
     started = time.monotonic()
     machine = procfs.machine()
     results: dict = {"machine": machine, "options": {k: str(v) for k, v in asdict(opts).items()}}
@@ -174,9 +204,12 @@ def run(opts: Options) -> dict:
         )
         say(table(*stage_rows(rates)))
     if cost is not None:
-        say(f"\n== Cost per accepted pair (run at M={one[0].m}, 1 worker) ==")
+        say(f"\n== LLM calls of the run by stage and iteration, / accepted pairs (run at M={one[0].m}, 1 worker) ==")
         say(table(*cost_rows(cost)))
         say(cost_notes(cost))
+        if cost.by_purpose is not None:
+            say(f"\n== Cost per accepted pair by stage (run at M={one[0].m}, 1 worker) ==")
+            say(purpose_cost_table(cost.by_purpose))
     say("\n== Targets (printed, never asserted) ==")
     say(targets(one, rates, results))
     results["pipeline"] = [r.as_dict() for r in runs]
@@ -244,3 +277,56 @@ def targets(one: list[PipelineFigures], rates: list[StageRate], results: dict) -
     )
     results["targets"] = met
     return "\n".join(lines)
+
+
+def run_prompt_sets(opts: Options) -> dict:
+    """The pipeline once per prompt set (same seeds, fresh LLM doubles with the same random
+    seeds, the smallest M, one worker), then the prompt tokens per accepted pair by stage of
+    every set side by side, on both bases (the pairs' own cost, the run's calls / accepted)."""
+    started = time.monotonic()
+    machine = procfs.machine()
+    m = min(opts.max_in_flight)
+    results: dict = {"machine": machine, "options": {k: str(v) for k, v in asdict(opts).items()}}
+    say(f"codeclm bench on {machine['cores']} cores ({machine['cpu']}), {machine['memory']}; load {machine['load']}")
+    say(
+        f"prompt sets {', '.join(opts.prompt_sets)}: one pipeline run each, {opts.seeds} seeds (the same texts), "
+        f"M={m}, 1 worker, LLM doubles {opts.latency_ms:g} ms +- {opts.jitter_ms:g} ms (prompt tokens = words of "
+        "every message sent, examples included)"
+    )
+    runs: dict[str, tuple[PipelineFigures, Cost]] = {}
+    with ExitStack() as exits:
+        work = opts.work_dir or Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="codeclm-bench-")))
+        stack = Stack(exits, work)
+        bootstrap = stack.broker(opts.partitions, opts.bootstrap)
+        for name in dict.fromkeys(opts.prompt_sets):
+            say(f"\n-- pipeline: prompt set {name}, M={m}, 1 worker, {opts.seeds} seeds --")
+            with ExitStack() as case:
+                figures, result, settings = pipeline_case(
+                    Stack(case, work), bootstrap, opts, m, 1, prompts=name, seed_tag="prompt sets"
+                )
+            if opts.timelines:
+                say(table(*overlap_rows(result)))
+            say(table(PIPELINE_HEADERS, pipeline_rows([figures])))
+            cost = asyncio.run(read_cost(settings, result.double_final))
+            if cost.by_purpose is not None:
+                say(f"cost per accepted pair by stage, prompt set {name}:")
+                say(purpose_cost_table(cost.by_purpose))
+            runs[name] = (figures, cost)
+    compared = {name: cost.by_purpose for name, (_, cost) in runs.items() if cost.by_purpose is not None}
+    say(f"\n== Prompt sets: prompt tokens per accepted pair by stage (M={m}, 1 worker, {opts.seeds} seeds) ==")
+    say(
+        "the pairs' own cost (AcceptedPair.cost_by_purpose: the root's iterations + 1/siblings of encode, decode, rubrics):"
+    )
+    say(table(*prompt_set_table({n: c.pair for n, c in compared.items()})))
+    say("\nthe run's prompt tokens / accepted pairs (every call, also those of rejected and dropped roots):")
+    say(table(*prompt_set_table({n: c.run for n, c in compared.items()})))
+    say("\n" + prompt_set_notes({n: (f, c) for n, (f, c) in runs.items()}))
+    results["prompt_sets"] = {
+        name: {"pipeline": figures.as_dict(), "cost": {**asdict(cost), "calls": cost.calls, "tokens": cost.tokens}}
+        for name, (figures, cost) in runs.items()
+    }
+    results["took_s"] = time.monotonic() - started
+    say(f"\nbenchmark took {results['took_s']:.0f}s")
+    if opts.json_out:
+        opts.json_out.write_text(json.dumps(results, indent=2, default=str))
+    return results

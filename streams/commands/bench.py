@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from streams.settings import PipelineSettings
+
+PROMPT_SETS = get_args(PipelineSettings.model_fields["prompts"].annotation)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the dedup stage's near-duplicate embeddings in the workers (default off: exact duplicates only)",
     )
     p.add_argument("--no-timelines", dest="timelines", action="store_false", default=None, help="skip the timelines")
+    p.add_argument(
+        "--prompt-sets",
+        nargs="+",
+        choices=PROMPT_SETS,
+        metavar="SET",
+        help=f"compare prompt sets ({', '.join(PROMPT_SETS)}) instead of the usual benchmark: one pipeline run per "
+        "set (same seeds, smallest M, 1 worker), then prompt tokens per accepted pair by stage side by side",
+    )
     p.set_defaults(func=run)
 
 

@@ -1,6 +1,6 @@
 """`codeclm report`: a run's figures from its topics, as report.html (self-contained, opens
 offline) and report.json: distribution match, diversity, score gaps, iterations, duplicates
-dropped, LLM cost per stage and dead letters."""
+dropped, LLM cost per stage and per accepted pair, and dead letters."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.cli import add_settings_flags, settings_from_args
 from streams.settings import Settings, overlay
+
+if TYPE_CHECKING:
+    from streams.report.figures import Report
+    from streams.report.pair_cost import PairCostFigures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaConnectionError
 
     try:
-        html_path, json_path, summary = write_report(
+        html_path, json_path, summary, report = write_report(
             settings, Path(args.out), since=since, until=until, embeddings=not args.no_embeddings
         )
     except KafkaConnectionError as exc:
@@ -59,12 +63,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {html_path}\nwrote {json_path}")
     for line in headlines(summary):
         print(f"  {line}")
+    for line in cost_lines(report.cost_per_pair):
+        print(f"  {line}")
     return 0
 
 
 def write_report(
     settings: Settings, out: Path, *, since: float | None, until: float | None, embeddings: bool = True
-) -> tuple[Path, Path, dict[str, Any]]:
+) -> tuple[Path, Path, dict[str, Any], Report]:
     from streams.report import figures, html
     from streams.report.collect import load_embedder, read_run
 
@@ -85,7 +91,7 @@ def write_report(
     html_path, json_path = out / "report.html", out / "report.json"
     html_path.write_text(html.render(report, topic_prefix=settings.kafka.topic_prefix, generated_at=generated_at))
     json_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return html_path, json_path, summary
+    return html_path, json_path, summary, report
 
 
 def headlines(summary: dict[str, Any]) -> list[str]:
@@ -106,3 +112,32 @@ def headlines(summary: dict[str, Any]) -> list[str]:
         + (f" ({div['embeddings_note']})" if div["embeddings_note"] else ""),
         f"LLM calls {o['llm_calls']}; calls saved by dropping duplicates (estimate) {num(dup['calls_saved_estimate'], '.0f')}",
     ]
+
+
+def cost_lines(figures: PairCostFigures) -> list[str]:
+    """The cost per accepted pair: both totals in a sentence, then the table by stage."""
+    from streams.report.pair_cost import COST_HEADERS, COST_LEGEND, cost_rows
+    from streams.report.text import percent, table
+
+    pair, run = figures.pair.total, figures.run.total
+    if run is None:
+        return ["cost per accepted pair: no accepted pairs"]
+    own = (
+        f"{pair.calls:.2f} LLM calls, {pair.prompt_tokens:,.0f} prompt + {pair.completion_tokens:,.0f} completion "
+        f"tokens; the judge: {percent(figures.pair.prompt_share('judge'))} of its prompt tokens"
+        if pair is not None
+        else "n/a (no pair carries a cost breakdown)"
+    )
+    lines = [
+        f"per accepted pair, its own cost: {own}",
+        f"the run's / accepted pairs: {run.calls:.2f} calls, {run.prompt_tokens:,.0f} prompt + "
+        f"{run.completion_tokens:,.0f} completion tokens (rejected and dropped roots included)",
+        "cost per accepted pair by stage:",
+    ]
+    if figures.pair.without_breakdown:
+        lines.append(
+            f"({figures.pair.without_breakdown} accepted pairs without a cost breakdown are left out of pair:)"
+        )
+    lines += ["  " + line for line in table(COST_HEADERS, cost_rows(figures)).splitlines()]
+    lines += ["  " + line for line in COST_LEGEND.splitlines()]
+    return lines

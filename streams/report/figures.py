@@ -28,6 +28,7 @@ from schemas import (
     normalise_text,
 )
 from streams.deadletters import reason_kind
+from streams.report.pair_cost import PairCostFigures, pair_cost_figures
 
 # Topics the report reads, in pipeline order (those the broker's topic list lacks are skipped).
 REPORT_TOPICS = (
@@ -178,11 +179,17 @@ class Report:
     duplicates: Duplicates
     stages: list[StageCost]
     dead_letters: list[DeadLetterRow]
+    # per accepted pair by purpose: the pairs' own cost, and every call of the run / accepted
+    cost_per_pair: PairCostFigures
     window: dict[str, float | None] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["diversity"].pop("nearest_similarity")  # one number per instruction: the plot's, not the summary's
+        for basis in ("pair", "run"):
+            cost = getattr(self.cost_per_pair, basis)
+            for row in data["cost_per_pair"][basis]["rows"]:
+                row["prompt_share"] = cost.prompt_share(row["purpose"])
         return data
 
 
@@ -490,5 +497,6 @@ def compute(
         duplicates=duplicates(dropped, carriers, finished),
         stages=stage_costs(all_calls),
         dead_letters=dead_letter_rows(letters),
+        cost_per_pair=pair_cost_figures(accepted, all_calls),
         window={"since": since, "until": until},
     )

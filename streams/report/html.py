@@ -12,6 +12,7 @@ from html import escape
 
 from streams.report import plots
 from streams.report.figures import Distribution, Report
+from streams.report.pair_cost import COST_HEADERS, cost_rows
 
 MAX_TABLE_ROWS = 15
 
@@ -67,6 +68,7 @@ def render(report: Report, *, topic_prefix: str, generated_at: float) -> str:
         _grid([_gap(report), _iterations(report)]),
         _grid([_diversity(report), _duplicates(report)]),
         _stages(report),
+        _cost_per_pair(report),
         _dead_letters(report),
         "</main></body></html>",
     ]
@@ -98,6 +100,7 @@ def _cards(r: Report) -> str:
         ),
         (_int(dup.dropped), "duplicates dropped", saved or f"of {_int(o.decoded_instructions)} decoded instructions"),
         (_int(o.llm_calls), "LLM calls", f"{_int(sum(s.cached_calls for s in r.stages))} more from the cache"),
+        _pair_cost_card(r),
         (_int(o.dead_letters), "dead letters", ""),
     ]
     body = "".join(
@@ -241,6 +244,58 @@ def _stages(r: Report) -> str:
             f"<div class='plot'>{plots.stages_plot(r.stages)}</div>",
         ]
     )
+
+
+def _pair_cost_card(r: Report) -> tuple[str, str, str]:
+    pair, run = r.cost_per_pair.pair.total, r.cost_per_pair.run.total
+    return (
+        _num(pair.tokens if pair else None, 0),
+        "LLM tokens per accepted pair",
+        f"the pair's own; run / accepted pairs: {_num(run.tokens if run else None, 0)}",
+    )
+
+
+def _cost_per_pair(r: Report) -> str:
+    c = r.cost_per_pair
+    note = (
+        "Mean LLM calls and tokens per accepted pair, by the purpose of the call. pair: the accepted pairs' own "
+        "cost (each pair carries it: every iteration of its root plus its share, 1/siblings, of the encode, decode "
+        "and rubrics calls that served it), averaged over the pairs. run/accepted: every call of the run divided "
+        "by the accepted pairs, so it also pays for the roots rejected after their last iteration, dropped as "
+        "duplicates or dead-lettered. Both count calls answered from the answer cache (a replayed record's calls "
+        "were paid once, before the crash)."
+    )
+    blocks = ["<h2>LLM cost per accepted pair by stage</h2>", f"<p class='note'>{escape(note)}</p>"]
+    if c.pair.without_breakdown:
+        blocks.append(
+            f"<p class='note'>{_int(c.pair.without_breakdown)} accepted pairs carry no cost breakdown (made "
+            "before records had one) and are left out of the pair figures.</p>"
+        )
+    if c.run.total is None:
+        blocks.append("<p class='note'>no accepted pairs: nothing to divide by</p>")
+        return _section(blocks)
+    calls_columns = {i for i, h in enumerate(COST_HEADERS) if h.endswith(": calls")}
+    rows = [
+        [
+            str(row[0]),
+            str(row[1]),
+            *(
+                _num(v, 2 if i in calls_columns else 1) if isinstance(v, int | float) else "—"
+                for i, v in enumerate(row[2:], start=2)
+            ),
+        ]
+        for row in cost_rows(c)
+    ]
+    judge = (
+        f"The judge: {_pct(c.pair.prompt_share('judge'))} of the pairs' prompt tokens, "
+        f"{_pct(c.run.prompt_share('judge'))} of the run's."
+    )
+    blocks.append(_table(list(COST_HEADERS), rows, "ll" + "r" * (len(COST_HEADERS) - 2)))
+    blocks.append(f"<p class='note'>{escape(judge)}</p>")
+    if c.prompt_sets:
+        sets = ", ".join(f"{name} ({n:,} pairs)" for name, n in c.prompt_sets.items())
+        blocks.append(f"<p class='note'>Prompt set of the accepted pairs (provenance): {escape(sets)}.</p>")
+    return _section(blocks)
 
 
 def _dead_letters(r: Report) -> str:

@@ -74,3 +74,40 @@ def test_quick_benchmark_prints_sane_figures(broker, tmp_path):
     stages = {row["stage"] for row in cost["rows"]}
     assert {"encode", "decode", "rubrics", "contrast: judge", "tailor"} <= stages
     assert "generated once per metadata: yes" in text
+
+    # Cost per accepted pair by stage: the pairs' own cost next to the run's calls / accepted.
+    rows = {r["purpose"]: r for r in printed_table(text, "== Cost per accepted pair by stage")}
+    assert {"encode", "decode", "rubrics", "answer_strong", "answer_target", "judge", "total"} <= set(rows)
+    total = rows["total"]
+    assert 0 < float(total["pair: calls"]) <= float(total["run/accepted: calls"])
+    assert float(total["run/accepted: calls"]) == pytest.approx(cost["calls"] / cost["accepted"], abs=0.01)
+    by_purpose = cost["by_purpose"]
+    assert by_purpose["pair"]["pairs"] == by_purpose["run"]["pairs"] == cost["accepted"]
+    assert by_purpose["pair"]["total"]["prompt_tokens"] <= by_purpose["run"]["total"]["prompt_tokens"]
+
+
+def test_prompt_set_comparison_runs_each_set_and_prints_them_side_by_side(broker, tmp_path):
+    out = tmp_path / "sets.json"
+    cmd = [sys.executable, "-m", "streams.cli", "bench", "--quick", "--prompt-sets", "paper", "small-model"]
+    cmd += ["--seeds", "6", "--no-timelines", "--bootstrap", broker.bootstrap, "--work-dir", str(tmp_path / "work")]
+    cmd += ["--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=360)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    text = done.stdout
+
+    assert "== Prompt sets: prompt tokens per accepted pair by stage" in text
+    pairs_own = "the pairs' own cost (AcceptedPair.cost_by_purpose: the root's iterations"
+    rows = {r["purpose"]: r for r in printed_table(text, pairs_own)}
+    assert {"encode", "judge", "total"} <= set(rows)
+    paper, small = float(rows["total"]["paper: prompt tok"]), float(rows["total"]["small-model: prompt tok"])
+    assert 0 < paper < small  # examples in every prompt cost tokens on every call
+    assert float(rows["total"]["small-model / paper"]) == pytest.approx(small / paper, rel=0.01)
+    assert rows["total"]["paper: share"] == "100.0%"
+    # The workers used the set asked for: the pairs' provenance names it.
+    figures = json.loads(out.read_text())["prompt_sets"]
+    assert set(figures) == {"paper", "small-model"}
+    for name, run in figures.items():
+        assert run["pipeline"]["complete"] and run["pipeline"]["seeds"] == 6 and run["cost"]["accepted"] > 0
+        sets = run["cost"]["by_purpose"]["prompt_sets"]
+        assert [key.split("@")[0] for key in sets] == [name], sets
+    assert "== Targets" not in text  # the comparison only: no stage benchmark, no scale-out

@@ -165,6 +165,28 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     assert stages["contrast"]["latency_ms_p95"] >= stages["contrast"]["latency_ms_p50"] > 0
     assert o["llm_calls"] == sum(per_stage.values())
 
+    # Cost per accepted pair by purpose: the mean of the pairs' own cost, and every call the
+    # records carry (cached ones too, as the pairs count them) over the accepted pairs.
+    per_pair = data["cost_per_pair"]
+    pair_rows = {row["purpose"]: row for row in per_pair["pair"]["rows"]}
+    run_rows = {row["purpose"]: row for row in per_pair["run"]["rows"]}
+    assert per_pair["pair"]["pairs"] == per_pair["run"]["pairs"] == len(accepted)
+    for purpose in STAGES:
+        own = sum(p.cost_by_purpose[purpose].prompt_tokens for p in accepted if purpose in p.cost_by_purpose)
+        assert pair_rows[purpose]["prompt_tokens"] == pytest.approx(own / len(accepted)), purpose
+        paid = [c for c in calls if c.purpose == purpose]
+        assert run_rows[purpose]["calls"] == pytest.approx(len(paid) / len(accepted)), purpose
+        assert run_rows[purpose]["prompt_tokens"] == pytest.approx(
+            sum(c.prompt_tokens for c in paid) / len(accepted)
+        ), purpose
+    assert per_pair["pair"]["total"]["calls"] == pytest.approx(
+        sum(p.llm_calls for p in accepted) / len(accepted), abs=1e-3
+    )
+    # The run also pays for rejected roots and duplicates dropped after decode.
+    assert per_pair["run"]["total"]["calls"] > per_pair["pair"]["total"]["calls"]
+    assert sum(per_pair["prompt_sets"].values()) == len(accepted)
+    assert "cost per accepted pair by stage:" in done_cli.stdout and "run/accepted: every LLM call" in done_cli.stdout
+
     # Distributions: the use cases of the seeds' metadata and of the accepted pairs.
     use_case = next(d for d in data["distributions"] if d["name"] == "use_case")
     assert sum(use_case["seeds"].values()) == len(seeds)
@@ -214,6 +236,7 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
     assert not re.search(r"<script|<link|@import|url\((?!#)", page, re.I)  # url(#id): a clip path in the page
     assert "Score gap" in page and f"{len(accepted):,}" in page
+    assert "LLM cost per accepted pair by stage" in page
 
     # A window before the run holds nothing.
     _, empty = report_cli(settings, tmp_path / "empty", "--until", "2001-01-01T00:00:00Z", "--no-embeddings")

@@ -1,4 +1,5 @@
-"""The benchmark's arithmetic: steady-state window, rates, levels, percentiles, cost tally."""
+"""The benchmark's arithmetic: steady-state window, rates, levels, percentiles, cost tally, the
+prompt-set comparison."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import math
 
 import pytest
 
-from schemas import Instruction, LLMCall, Metadata, MetadataSummary
+from schemas import AcceptedPair, CallTotals, Instruction, LLMCall, Metadata, MetadataSummary
 from streams.bench import figures as f
-from streams.bench.cost import tally
-from streams.bench.report import table
+from streams.bench.cost import cost_of, tally
+from streams.bench.report import prompt_set_table, table
+from streams.report.pair_cost import per_accepted_pair
 
 
 def samples(points: list[tuple[float, int, int]]) -> list[f.Sample]:
@@ -87,3 +89,57 @@ def test_tally_counts_decode_and_rubrics_once_per_metadata_and_dedupes_replays()
 def test_table_aligns_numbers_right():
     text = table(["name", "n"], [["a", 1.5], ["bb", 100.0]])
     assert text.splitlines() == ["name     n", "----  ----", "a     1.50", "bb     100"]
+
+
+def test_table_prints_none_as_a_dash_and_aligns_percentages_right():
+    text = table(["name", "n", "share"], [["a", None, "5.0%"], ["bb", 2.0, "75.0%"]])
+    assert text.splitlines() == ["name     n  share", "----  ----  -----", "a        -   5.0%", "bb    2.00  75.0%"]
+
+
+def accepted_pair(root: str, cost: dict[str, tuple[float, float, float]]) -> AcceptedPair:
+    summary = MetadataSummary(use_case="u", skills=("s",))
+    totals = {p: CallTotals(calls=c, prompt_tokens=pt, completion_tokens=ct) for p, (c, pt, ct) in cost.items()}
+    return AcceptedPair(
+        id=f"pair-{root}",
+        seed_id="s1",
+        parent_id=None,
+        root_id=root,
+        iteration=1,
+        instruction="x",
+        response="r",
+        response_source="strong",
+        strong_score=9,
+        target_score=4,
+        gap=5,
+        metadata=summary,
+        lineage=("s1", root),
+        llm_calls=sum(c for c, _, _ in cost.values()),
+        prompt_tokens=sum(pt for _, pt, _ in cost.values()),
+        completion_tokens=sum(ct for _, _, ct in cost.values()),
+        cost_by_purpose=totals,
+    )
+
+
+def test_cost_of_a_run_has_the_pairs_own_cost_and_the_run_per_accepted_pair_by_purpose():
+    summary = MetadataSummary(use_case="u", skills=("s",))
+    meta = Metadata(
+        id="meta-1", seed_id="s1", parent_id="s1", seed_text="t", metadata=summary, llm_calls=(call("encode"),)
+    )
+    pair = accepted_pair("i0", {"encode": (0.5, 5, 2.5), "judge": (2, 20, 10)})
+    records = [("metadata", meta), ("accepted", pair), ("accepted", pair)]  # a replayed copy counts once
+    cost = cost_of(records, {})
+    assert cost.accepted == 1 and cost.by_purpose is not None
+    assert cost.by_purpose.pair.row("encode").calls == 0.5  # its share
+    assert cost.by_purpose.run.row("encode").calls == 1  # the whole call, paid by the one accepted pair
+    assert cost.by_purpose.pair.total.prompt_tokens == 25 and cost.by_purpose.run.total.prompt_tokens == 10
+
+
+def test_prompt_set_table_shows_shares_as_percentages_and_the_ratio():
+    paper = per_accepted_pair([accepted_pair("r", {"encode": (0.1, 30, 1), "judge": (2, 90, 4)})])
+    small = per_accepted_pair([accepted_pair("r", {"encode": (0.1, 60, 1), "judge": (2, 240, 4)})])
+    headers, rows = prompt_set_table({"paper": paper, "small-model": small})
+    judge = next(r for r in rows if r[0] == "judge")
+    assert judge == ["judge", "contrast", 90, "75.0%", 240, "80.0%", pytest.approx(240 / 90)]
+    text = table(headers, rows)
+    assert "small-model / paper" in text.splitlines()[0]
+    assert text.splitlines()[-1].split() == ["total", "120", "100.0%", "300", "100.0%", "2.50"]

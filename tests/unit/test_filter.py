@@ -69,7 +69,11 @@ async def test_positive_gap_keeps_the_strong_answer() -> None:
     inst = pair.instruction
     assert accepted.lineage == (inst.seed_id, inst.metadata_id, inst.root_id, pair.id)
     # a third of decode and rubrics (3 siblings share them), two answers and two judge passes
-    assert (accepted.llm_calls, accepted.prompt_tokens, accepted.completion_tokens) == (4.666667, 466.666667, 233.333333)
+    assert (accepted.llm_calls, accepted.prompt_tokens, accepted.completion_tokens) == (
+        4.666667,
+        466.666667,
+        233.333333,
+    )
     assert accepted.cost_by_purpose["decode"].calls == accepted.cost_by_purpose["rubrics"].calls == 0.333333
     assert accepted.cost_by_purpose["judge"].calls == 2
 

@@ -9,6 +9,7 @@ import pytest
 
 from schemas import (
     AcceptedPair,
+    CallTotals,
     DeadLetter,
     DuplicateInstruction,
     Instruction,
@@ -16,6 +17,7 @@ from schemas import (
     LLMCall,
     Metadata,
     MetadataSummary,
+    Provenance,
     RejectedInstruction,
     ScoredPair,
     Seed,
@@ -29,6 +31,14 @@ from streams.report.figures import (
     gap_histogram,
     js_divergence,
     percentile,
+)
+from streams.report.pair_cost import (
+    PURPOSES,
+    compare_prompt_tokens,
+    cost_rows,
+    pair_cost_figures,
+    per_accepted_pair,
+    per_accepted_pair_of_run,
 )
 
 T0 = 1_700_000_000.0
@@ -488,3 +498,166 @@ def test_decoded_instructions_count_kept_and_dropped_roots_once():
     records = [("decoded", root), ("basic", root), ("decoded", instruction("r2")), ("duplicates", duplicate("r2"))]
     o = report(records).overview
     assert (o.decoded_instructions, o.basic_instructions, o.duplicates) == (2, 1, 1)
+
+
+# -- cost per accepted pair by stage -------------------------------------------------------
+
+
+def costed_pair(root: str, cost: dict[str, tuple[float, float, float]], *, prompt_set: str = "paper") -> AcceptedPair:
+    """An accepted pair carrying its own cost: purpose -> (calls, prompt tokens, completion tokens)."""
+    by_purpose = {p: CallTotals(calls=c, prompt_tokens=pt, completion_tokens=ct) for p, (c, pt, ct) in cost.items()}
+    pair = accepted(root, 1)
+    return pair.model_copy(
+        update={
+            "cost_by_purpose": by_purpose,
+            "llm_calls": sum(c for c, _, _ in cost.values()),
+            "provenance": Provenance(
+                strong_model="s",
+                target_model="t",
+                judge_model="s",
+                prompt_set=prompt_set,
+                prompt_version="v1",
+                settings_hash="h",
+            ),
+        }
+    )
+
+
+def test_cost_per_accepted_pair_is_the_mean_of_the_pairs_own_cost_by_purpose():
+    a = costed_pair("r1", {"encode": (0.1, 20, 2), "judge": (2, 600, 20), "answer_strong": (1, 50, 80)})
+    b = costed_pair("r2", {"encode": (0.1, 20, 2), "judge": (4, 1400, 40), "tailor": (1, 90, 30)})
+    cost = per_accepted_pair([a, b, a])  # a replayed copy counts once
+    assert cost.basis == "pair" and cost.pairs == 2 and cost.without_breakdown == 0
+    assert [r.purpose for r in cost.rows] == list(PURPOSES)  # every purpose, pipeline order
+    judge = cost.row("judge")
+    assert (judge.stage, judge.calls, judge.prompt_tokens, judge.completion_tokens) == ("contrast", 3, 1000, 30)
+    assert cost.row("encode").calls == pytest.approx(0.1)
+    assert cost.row("tailor").prompt_tokens == 45 and cost.row("decode").calls == 0
+    total = cost.total
+    assert total.calls == pytest.approx((3.1 + 5.1) / 2)
+    assert total.prompt_tokens == pytest.approx((670 + 1510) / 2)
+    assert total.completion_tokens == pytest.approx((102 + 72) / 2)
+    assert cost.prompt_share("judge") == pytest.approx(1000 / 1090)
+
+
+def test_pairs_without_a_breakdown_are_left_out_of_the_mean_and_counted():
+    old = accepted("old", 1)  # made before pairs carried cost_by_purpose
+    new = costed_pair("new", {"judge": (2, 500, 10)})
+    cost = per_accepted_pair([old, new])
+    assert (cost.pairs, cost.without_breakdown) == (1, 1)
+    assert cost.total.prompt_tokens == 500
+    nothing = per_accepted_pair([old])
+    assert nothing.total is None and nothing.prompt_share("judge") is None
+
+
+def test_unknown_purposes_follow_the_known_ones():
+    cost = per_accepted_pair([costed_pair("r", {"judge": (1, 1, 1), "critique": (1, 2, 3)})])
+    assert [r.purpose for r in cost.rows][-1] == "critique"
+    assert cost.row("critique").stage == "critique" and cost.total.calls == 2
+
+
+def test_run_cost_divides_every_call_by_the_accepted_pairs():
+    calls = [call("judge", tokens=(100, 4))] * 6 + [call("encode", tokens=(30, 3))] * 3
+    cost = per_accepted_pair_of_run(calls, accepted=2)
+    assert cost.basis == "run" and cost.pairs == 2
+    assert cost.row("judge").calls == 3 and cost.row("judge").prompt_tokens == 300
+    assert cost.row("encode").completion_tokens == pytest.approx(4.5)
+    assert cost.total.calls == pytest.approx(4.5) and cost.total.prompt_tokens == 345
+    assert per_accepted_pair_of_run(calls, accepted=0).total is None
+
+
+def test_report_shows_the_pairs_own_cost_next_to_the_run_per_accepted_pair():
+    """Two roots of one metadata; one is accepted, one is rejected. The accepted pair's own
+    cost is half the shared calls plus its contrast; the run's also pays for the rejected root."""
+    shared = (call("decode", tokens=(40, 100)), call("rubrics", tokens=(60, 20)))
+    contrast = (
+        call("answer_strong"),
+        call("answer_target"),
+        call("judge", tokens=(300, 6)),
+        call("judge", tokens=(300, 6)),
+    )
+    records = [
+        ("metadata", metadata_record("s", meta("coding", "python"), calls=(call("encode", tokens=(80, 8)),))),
+        ("decoded", instruction("r1", 1, calls=shared)),
+        ("scored", scored("r1", 1, 5.0, calls=contrast)),
+        ("scored", scored("r2", 4, 0.0, calls=contrast)),
+        ("rejected", rejected("r2", 4)),
+        (
+            "accepted",
+            costed_pair(
+                "r1",
+                {
+                    "encode": (0.5, 40, 4),
+                    "decode": (0.5, 20, 50),
+                    "rubrics": (0.5, 30, 10),
+                    "answer_strong": (1, 10, 5),
+                    "answer_target": (1, 10, 5),
+                    "judge": (2, 600, 12),
+                },
+            ),
+        ),
+    ]
+    c = report(records).cost_per_pair
+    assert c.pair.pairs == c.run.pairs == 1
+    assert c.pair.total.calls == pytest.approx(5.5)
+    assert c.run.total.calls == 11  # every call of the run: 1 encode, 2 shared, 2 x 4 contrast
+    assert c.run.row("judge").prompt_tokens == 1200 and c.pair.row("judge").prompt_tokens == 600
+    assert c.run.total.prompt_tokens > c.pair.total.prompt_tokens  # the rejected root is paid for
+    assert c.prompt_sets == {"paper@v1": 1}
+
+    data = report(records).as_json()["cost_per_pair"]
+    judge = next(row for row in data["pair"]["rows"] if row["purpose"] == "judge")
+    assert judge["prompt_tokens"] == 600 and judge["prompt_share"] == pytest.approx(600 / 710)
+    assert data["run"]["total"]["calls"] == 11
+
+
+def test_cost_table_puts_both_bases_side_by_side():
+    figures = pair_cost_figures([costed_pair("r", {"judge": (2, 600, 12)})], [call("judge", tokens=(300, 6))] * 4)
+    rows = {row[0]: row for row in cost_rows(figures)}
+    assert list(rows) == [*PURPOSES, "total"]
+    assert rows["judge"] == ["judge", "contrast", 2, 600, 12, 4, 1200, 24]
+    assert rows["encode"][2:] == [0, 0, 0, 0, 0, 0]
+    assert rows["total"][:3] == ["total", "", 2]
+    empty = pair_cost_figures([], [])
+    assert rows.keys() == {r[0] for r in cost_rows(empty)}
+    assert all(v is None for r in cost_rows(empty) for v in r[2:])
+
+
+def test_prompt_sets_compared_side_by_side_with_shares_and_ratios():
+    paper = per_accepted_pair([costed_pair("r", {"encode": (0.1, 30, 1), "judge": (2, 600, 4)})])
+    small = per_accepted_pair([costed_pair("r", {"encode": (0.1, 60, 1), "judge": (2, 1500, 4)})])
+    headers, rows = compare_prompt_tokens({"paper": paper, "small-model": small})
+    assert headers == [
+        "purpose",
+        "stage",
+        "paper: prompt tok",
+        "paper: share",
+        "small-model: prompt tok",
+        "small-model: share",
+        "small-model / paper",
+    ]
+    by = {row[0]: row for row in rows}
+    assert by["judge"][2:] == [600, pytest.approx(600 / 630), 1500, pytest.approx(1500 / 1560), 2.5]
+    assert by["encode"][6] == 2.0
+    assert by["decode"][6] is None  # nothing to compare with
+    assert by["total"][2:] == [630, 1.0, 1560, 1.0, pytest.approx(1560 / 630)]
+
+
+def test_page_and_summary_show_cost_per_accepted_pair():
+    from streams.commands.report import cost_lines
+    from streams.report.html import render
+
+    records = [
+        ("scored", scored("r1", 1, 5.0, calls=(call("judge", tokens=(300, 6)),) * 2)),
+        ("accepted", costed_pair("r1", {"judge": (2, 600, 12)}, prompt_set="<small>")),
+    ]
+    r = report(records)
+    page = render(r, topic_prefix="t.", generated_at=T0)
+    assert "LLM cost per accepted pair by stage" in page and "run/accepted: prompt tok" in page
+    assert "&lt;small&gt;@v1" in page and "<small>" not in page
+    text = "\n".join(cost_lines(r.cost_per_pair))
+    assert "its own cost: 2.00 LLM calls, 600 prompt + 12 completion tokens" in text
+    assert "the run's / accepted pairs: 2.00 calls, 600 prompt + 12 completion tokens" in text
+    assert "pair: the accepted pairs' own cost" in text and "run/accepted: every LLM call" in text
+    assert cost_lines(report([]).cost_per_pair) == ["cost per accepted pair: no accepted pairs"]
+    assert "no accepted pairs: nothing to divide by" in render(report([]), topic_prefix="t.", generated_at=T0)
