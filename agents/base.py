@@ -1,30 +1,38 @@
-"""What every stage shares: the context a stage runs in, what it emits, how it fails, and
-`ask`, one LLM call with parsing and bounded re-asks. No Kafka here: stages are testable alone.
+"""What every stage shares: its declaration (`Stage`: name, the topics it reads and writes,
+`process`, the LLM roles and the state it needs), the context it runs in, what it emits, how it
+fails, and `ask`, one LLM call with parsing and bounded re-asks. No Kafka here: stages are
+testable alone, and the worker (streams/runtime) builds every stage from its declaration.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import orjson
 
 from agents.prompt_sets import PromptSet, load_prompt_set
+from agents.settings import DedupSettings, PipelineSettings
 from llm.base import ChatModel, Completion, LLMError, Message
 from schemas import LLMCall, Record
-from streams.settings import PipelineSettings
+from schemas.topics import TopicName, record_type
 
 T = TypeVar("T")
 
 
+Role = Literal["strong", "target", "judge"]
+
+
 @dataclass(frozen=True)
 class Emit:
-    """A record for one of the pipeline's topics, named without prefix ("metadata", "accepted")."""
+    """A record for one of the pipeline's topics, named without prefix ("metadata", "accepted");
+    the stage must have declared the topic among its outputs."""
 
-    topic: str
+    topic: TopicName
     record: Record
 
 
@@ -47,12 +55,33 @@ class StageFailure(Exception):
         self.attempts = attempts
 
 
+class StageState(Protocol):
+    """A stage's own state (dedup's index of kept instructions), built once per worker."""
+
+    def close(self) -> None: ...
+
+
+Tail = Callable[[], Awaitable[list[Record]]]  # each call: the records a topic gained since the last one
+
+
+@dataclass(frozen=True)
+class StageEnv:
+    """What the worker hands a stage to build its state from: plain values, and `tail(topic)`,
+    a reader of what a topic gained since the previous call (from its start the first time)."""
+
+    pipeline: PipelineSettings
+    dedup: DedupSettings
+    data_dir: Path
+    tail: Callable[[TopicName], Tail]
+
+
 @dataclass(frozen=True)
 class StageContext:
     strong: ChatModel
     target: ChatModel
     judge: ChatModel
     pipeline: PipelineSettings
+    state: Any = None  # the running stage's own state (`Stage.open_state`), None for most
 
     @property
     def prompts(self) -> PromptSet:
@@ -67,6 +96,35 @@ def settings_hash(pipeline: PipelineSettings) -> str:
     """sha256 (first 12 hex) of the pipeline settings: equal settings, equal hash, in any process."""
     dumped = orjson.dumps(pipeline.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(dumped).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as the worker runs it: one consumer group reading `inputs` (records of one
+    type), `process` turning each record into records for `outputs`, with the LLM `roles` it
+    calls and, for a stage that keeps state across records, `open_state`. Any stage may also
+    dead-letter a record; the worker does that, so `deadletter` is never an output here."""
+
+    name: str
+    does: str
+    inputs: tuple[TopicName, ...]
+    outputs: tuple[TopicName, ...]
+    process: Callable[[Any, StageContext], Awaitable[list[Emit]]]
+    roles: tuple[Role, ...] = ()
+    open_state: Callable[[StageEnv], StageState] | None = None
+
+    def __post_init__(self) -> None:
+        if len({record_type(topic) for topic in self.inputs}) != 1:
+            raise ValueError(f"stage {self.name}: its inputs hold different records")
+
+    @property
+    def record(self) -> type[Record]:
+        """The record type of every input topic."""
+        return record_type(self.inputs[0])
+
+    def undeclared(self, emits: list[Emit]) -> list[str]:
+        """The topics among `emits` this stage did not declare (a bug, never data)."""
+        return [emit.topic for emit in emits if emit.topic not in self.outputs]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from agents.base import Emit, ParseFailure, StageContext, ask
+from agents.base import Emit, ParseFailure, Stage, StageContext, ask
 from agents.parsing import gather_or_fail, strip_emphasis
 from agents.prompt_sets import PromptSet, load_prompt_set
 from llm.base import Message
@@ -27,6 +27,80 @@ _ASSISTANT = re.compile(r"assistant[ \t]*([12])\b", re.I)
 # A number, with the denominator it is written over ("8/9"): once "/10" is gone, a fraction
 # is a score on another scale, which is not read as a 1-10 score (nor is its denominator).
 _NUMBER = re.compile(r"(?<![\w./])\d+(?:\.\d+)?(?:[ \t]*/[ \t]*\d+(?:\.\d+)?)?")
+
+
+async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
+    p = ctx.pipeline
+    answer = build_answer_prompt(instruction.text)
+    strong, target = await gather_or_fail(
+        *(
+            ask(
+                model,
+                answer,
+                parse_answer,
+                purpose=purpose,
+                temperature=p.answer_temperature,
+                max_tokens=p.answer_max_tokens,
+                attempts=p.parse_attempts,
+                reask_temperature=p.reask_temperature,
+            )
+            for model, purpose in ((ctx.strong, "answer_strong"), (ctx.target, "answer_target"))
+        )
+    )
+    orders = strong_first_order(p.judge_passes)
+    judged = await gather_or_fail(
+        *(
+            ask(
+                ctx.judge,
+                build_judge_prompt(
+                    instruction.text,
+                    strong.value if strong_first else target.value,
+                    target.value if strong_first else strong.value,
+                    prompts=ctx.prompts,
+                ),
+                parse_judge,
+                purpose="judge",
+                temperature=p.judge_temperature,
+                max_tokens=p.judge_max_tokens,
+                attempts=p.parse_attempts,
+                # a greedy judge asked again would give the same unparsable answer
+                reask_temperature=p.reask_temperature,
+                # Passes 0 and 2 send the same messages: a new sample range keeps them
+                # distinct calls (and cache entries) rather than one answer counted twice.
+                sample_base=(n // 2) * p.parse_attempts,
+            )
+            for n, strong_first in enumerate(orders)
+        )
+    )
+    verdicts = tuple(to_verdict(j.value, strong_first=o) for j, o in zip(judged, orders, strict=True))
+    strong_score, target_score, gap = average(verdicts)
+    scored = ScoredPair(
+        id=derive_id("scored", instruction.id),
+        seed_id=instruction.seed_id,
+        parent_id=instruction.id,
+        root_id=instruction.root_id,
+        iteration=instruction.iteration,
+        instruction=instruction,
+        strong_answer=strong.value,
+        target_answer=target.value,
+        strong_score=strong_score,
+        target_score=target_score,
+        gap=gap,
+        judgements=verdicts,
+        llm_calls=(*strong.calls, *target.calls, *(call for j in judged for call in j.calls)),
+        prompts=ctx.prompts.ref,
+    )
+    return [Emit("scored", scored)]
+
+
+STAGE = Stage(
+    name="contrast",
+    does="an instruction -> both answers and the judge's scores",
+    inputs=("basic", "tailored"),
+    outputs=("scored",),
+    process=process,
+    roles=("strong", "target", "judge"),
+)
 
 
 def build_answer_prompt(instruction: str) -> list[Message]:
@@ -98,70 +172,6 @@ def average(verdicts: Sequence[JudgeVerdict]) -> tuple[float, float, float]:
 def _mean(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values)
-
-
-async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
-    p = ctx.pipeline
-    answer = build_answer_prompt(instruction.text)
-    strong, target = await gather_or_fail(
-        *(
-            ask(
-                model,
-                answer,
-                parse_answer,
-                purpose=purpose,
-                temperature=p.answer_temperature,
-                max_tokens=p.answer_max_tokens,
-                attempts=p.parse_attempts,
-                reask_temperature=p.reask_temperature,
-            )
-            for model, purpose in ((ctx.strong, "answer_strong"), (ctx.target, "answer_target"))
-        )
-    )
-    orders = strong_first_order(p.judge_passes)
-    judged = await gather_or_fail(
-        *(
-            ask(
-                ctx.judge,
-                build_judge_prompt(
-                    instruction.text,
-                    strong.value if strong_first else target.value,
-                    target.value if strong_first else strong.value,
-                    prompts=ctx.prompts,
-                ),
-                parse_judge,
-                purpose="judge",
-                temperature=p.judge_temperature,
-                max_tokens=p.judge_max_tokens,
-                attempts=p.parse_attempts,
-                # a greedy judge asked again would give the same unparsable answer
-                reask_temperature=p.reask_temperature,
-                # Passes 0 and 2 send the same messages: a new sample range keeps them
-                # distinct calls (and cache entries) rather than one answer counted twice.
-                sample_base=(n // 2) * p.parse_attempts,
-            )
-            for n, strong_first in enumerate(orders)
-        )
-    )
-    verdicts = tuple(to_verdict(j.value, strong_first=o) for j, o in zip(judged, orders, strict=True))
-    strong_score, target_score, gap = average(verdicts)
-    scored = ScoredPair(
-        id=derive_id("scored", instruction.id),
-        seed_id=instruction.seed_id,
-        parent_id=instruction.id,
-        root_id=instruction.root_id,
-        iteration=instruction.iteration,
-        instruction=instruction,
-        strong_answer=strong.value,
-        target_answer=target.value,
-        strong_score=strong_score,
-        target_score=target_score,
-        gap=gap,
-        judgements=verdicts,
-        llm_calls=(*strong.calls, *target.calls, *(call for j in judged for call in j.calls)),
-        prompts=ctx.prompts.ref,
-    )
-    return [Emit("scored", scored)]
 
 
 def _labelled_scores(text: str) -> list[str]:

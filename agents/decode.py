@@ -15,7 +15,7 @@ import re
 from functools import partial
 
 from agents import cost
-from agents.base import Emit, ParseFailure, StageContext, ask_for_items
+from agents.base import Emit, ParseFailure, Stage, StageContext, ask_for_items
 from agents.instruction_text import clean_item, list_items
 from agents.parsing import (
     PREAMBLE,
@@ -38,6 +38,47 @@ from schemas import Instruction, LLMCall, Metadata, MetadataSummary, PromptSetRe
 
 PAPER = load_prompt_set("paper")
 NO_EXAMPLES: frozenset[str] = frozenset()
+
+
+async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
+    p, prompts = ctx.pipeline, ctx.prompts
+    copied_from = example_items(prompts.decode_rich if p.rich_metadata else prompts.decode)
+    asks = {"temperature": p.generation_temperature, "max_tokens": p.max_tokens, "attempts": p.parse_attempts}
+    decoded, rubrics = await gather_or_fail(
+        ask_for_items(
+            ctx.strong,
+            lambda missing: build_prompt(metadata.metadata, n=missing, rich=p.rich_metadata, prompts=prompts),
+            partial(_parse_up_to, copied_from=copied_from),
+            want=p.instructions_per_metadata,
+            key=normalise,
+            purpose="decode",
+            reask_temperature=p.reask_temperature,
+            **asks,  # type: ignore[arg-type]
+        ),
+        ask_for_items(
+            ctx.strong,
+            lambda missing: build_rubrics_prompt(metadata.metadata, k=missing, prompts=prompts),
+            _parse_rubrics_up_to,
+            want=p.rubrics_per_metadata,
+            key=lambda pair: pair[0].casefold(),
+            purpose="rubrics",
+            reask_temperature=p.reask_temperature,
+            **asks,  # type: ignore[arg-type]
+        ),
+    )
+    calls = (*decoded.calls, *rubrics.calls)
+    instructions = build_instructions(metadata, decoded.value, rubrics.value, calls, prompts.ref)
+    return [Emit("decoded", instruction) for instruction in instructions]
+
+
+STAGE = Stage(
+    name="decode",
+    does="metadata -> N basic instructions, with k rubrics and their actions",
+    inputs=("metadata",),
+    outputs=("decoded",),
+    process=process,
+    roles=("strong",),
+)
 
 
 def example_items(prompt: ChatPrompt) -> frozenset[str]:
@@ -170,37 +211,6 @@ def build_instructions(
             )
         )
     return out
-
-
-async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
-    p, prompts = ctx.pipeline, ctx.prompts
-    copied_from = example_items(prompts.decode_rich if p.rich_metadata else prompts.decode)
-    asks = {"temperature": p.generation_temperature, "max_tokens": p.max_tokens, "attempts": p.parse_attempts}
-    decoded, rubrics = await gather_or_fail(
-        ask_for_items(
-            ctx.strong,
-            lambda missing: build_prompt(metadata.metadata, n=missing, rich=p.rich_metadata, prompts=prompts),
-            partial(_parse_up_to, copied_from=copied_from),
-            want=p.instructions_per_metadata,
-            key=normalise,
-            purpose="decode",
-            reask_temperature=p.reask_temperature,
-            **asks,  # type: ignore[arg-type]
-        ),
-        ask_for_items(
-            ctx.strong,
-            lambda missing: build_rubrics_prompt(metadata.metadata, k=missing, prompts=prompts),
-            _parse_rubrics_up_to,
-            want=p.rubrics_per_metadata,
-            key=lambda pair: pair[0].casefold(),
-            purpose="rubrics",
-            reask_temperature=p.reask_temperature,
-            **asks,  # type: ignore[arg-type]
-        ),
-    )
-    calls = (*decoded.calls, *rubrics.calls)
-    instructions = build_instructions(metadata, decoded.value, rubrics.value, calls, prompts.ref)
-    return [Emit("decoded", instruction) for instruction in instructions]
 
 
 def _parse_up_to(text: str, n: int, *, copied_from: frozenset[str]) -> tuple[str, ...] | ParseFailure:

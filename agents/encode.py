@@ -12,7 +12,7 @@ import re
 from functools import partial
 from typing import Literal
 
-from agents.base import Emit, ParseFailure, StageContext, ask
+from agents.base import Emit, ParseFailure, Stage, StageContext, ask
 from agents.parsing import (
     LABEL_END,
     LABEL_START,
@@ -79,6 +79,40 @@ _CONSTRAINT_SPLIT = re.compile(r"[;\n]|\s[•·|]\s")
 _EDGE_WORDS = re.compile(r"^(?:(?:of|in|about|for|on|with|and|&)\s+)+|(?:\s+(?:of|in|about|for|on|with|and|&))+$", re.I)
 
 
+async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
+    p = ctx.pipeline
+    asked = await ask(
+        ctx.strong,
+        build_prompt(seed.text, max_skills=p.max_skills, rich=p.rich_metadata, prompts=ctx.prompts),
+        partial(parse, max_skills=p.max_skills, rich=p.rich_metadata),
+        purpose="encode",
+        temperature=p.generation_temperature,
+        max_tokens=p.max_tokens,
+        attempts=p.parse_attempts,
+        reask_temperature=p.reask_temperature,
+    )
+    metadata = Metadata(
+        id=derive_id("meta", seed.id),
+        seed_id=seed.seed_id,
+        parent_id=seed.id,
+        seed_text=seed.text,
+        metadata=asked.value,
+        llm_calls=asked.calls,
+        prompts=ctx.prompts.ref,
+    )
+    return [Emit("metadata", metadata)]
+
+
+STAGE = Stage(
+    name="encode",
+    does="a seed -> its metadata: one use case and a few skills",
+    inputs=("seeds",),
+    outputs=("metadata",),
+    process=process,
+    roles=("strong",),
+)
+
+
 def build_prompt(instruction: str, *, max_skills: int, rich: bool = False, prompts: PromptSet = PAPER) -> list[Message]:
     """The set's encode prompt: system message with the format, demonstrations (few-shot in
     every set: the paper's Figure 7 shows the granularity it wants), then the seed as data."""
@@ -108,30 +142,6 @@ def parse(text: str, *, max_skills: int, rich: bool = False) -> MetadataSummary 
     if not rich:
         return result
     return MetadataSummary.model_validate({**result.model_dump(), **rich_fields(answer)})
-
-
-async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
-    p = ctx.pipeline
-    asked = await ask(
-        ctx.strong,
-        build_prompt(seed.text, max_skills=p.max_skills, rich=p.rich_metadata, prompts=ctx.prompts),
-        partial(parse, max_skills=p.max_skills, rich=p.rich_metadata),
-        purpose="encode",
-        temperature=p.generation_temperature,
-        max_tokens=p.max_tokens,
-        attempts=p.parse_attempts,
-        reask_temperature=p.reask_temperature,
-    )
-    metadata = Metadata(
-        id=derive_id("meta", seed.id),
-        seed_id=seed.seed_id,
-        parent_id=seed.id,
-        seed_text=seed.text,
-        metadata=asked.value,
-        llm_calls=asked.calls,
-        prompts=ctx.prompts.ref,
-    )
-    return [Emit("metadata", metadata)]
 
 
 def _parse_metadata(text: str, max_skills: int) -> MetadataSummary | str:

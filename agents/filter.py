@@ -12,10 +12,29 @@ from __future__ import annotations
 from typing import Literal
 
 from agents import cost
-from agents.base import Emit, StageContext
+from agents.base import Emit, Stage, StageContext
 from schemas import AcceptedPair, CallTotals, PromptSetRef, Provenance, RejectedInstruction, ScoredPair, derive_id
 
 Verdict = Literal["accept", "retry", "reject"]
+
+
+async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
+    p = ctx.pipeline
+    verdict = decide(scored.gap, scored.iteration, threshold=p.gap_threshold, max_iterations=p.max_iterations)
+    if verdict == "accept":
+        return [Emit("accepted", accepted_pair(scored, settings_hash=ctx.settings_hash, prompts=ctx.prompts.ref))]
+    if verdict == "retry":
+        return [Emit("retry", scored)]
+    return [Emit("rejected", rejected_instruction(scored, threshold=p.gap_threshold, max_iterations=p.max_iterations))]
+
+
+STAGE = Stage(
+    name="filter",
+    does="a scored pair -> accepted, another iteration, or rejected",
+    inputs=("scored",),
+    outputs=("accepted", "retry", "rejected"),
+    process=process,
+)
 
 
 def decide(gap: float, iteration: int, *, threshold: float, max_iterations: int) -> Verdict:
@@ -105,13 +124,3 @@ def rejected_instruction(scored: ScoredPair, *, threshold: float, max_iterations
             f"{scored.iteration} of {max_iterations}: still too easy to tell the models apart"
         ),
     )
-
-
-async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
-    p = ctx.pipeline
-    verdict = decide(scored.gap, scored.iteration, threshold=p.gap_threshold, max_iterations=p.max_iterations)
-    if verdict == "accept":
-        return [Emit("accepted", accepted_pair(scored, settings_hash=ctx.settings_hash, prompts=ctx.prompts.ref))]
-    if verdict == "retry":
-        return [Emit("retry", scored)]
-    return [Emit("rejected", rejected_instruction(scored, threshold=p.gap_threshold, max_iterations=p.max_iterations))]

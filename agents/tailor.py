@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from agents import cost
-from agents.base import Emit, ParseFailure, StageContext, StageFailure, ask
+from agents.base import Emit, ParseFailure, Stage, StageContext, StageFailure, ask
 from agents.instruction_text import body_text, starts_closing_remark
 from agents.parsing import (
     PREAMBLE,
@@ -48,6 +48,59 @@ _ECHO_STOP = re.compile(
 )
 _FENCE_LINE = re.compile(r"^[ \t]*(?:#{3,}|</?instruction>)[ \t]*$", re.M)
 _ECHO = re.compile(r"#Instruction#|Improving action", re.I)
+
+
+async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
+    p = ctx.pipeline
+    previous = scored.instruction
+    if not previous.actions:
+        raise StageFailure("tailor: the instruction carries no actions", "NoActions")
+    used = previous.applied_actions or ((previous.applied_action,) if previous.applied_action else ())
+    action = choose_action(
+        previous.actions, seed=p.seed, root_id=previous.root_id, iteration=previous.iteration, used=used
+    )
+    asked = await ask(
+        ctx.strong,
+        build_prompt(previous.text, action, prompts=ctx.prompts),
+        partial(parse, original=previous.text, copied_from=example_answers(ctx.prompts)),
+        purpose="tailor",
+        temperature=p.generation_temperature,
+        max_tokens=p.max_tokens,
+        attempts=p.parse_attempts,
+        reask_temperature=p.reask_temperature,
+    )
+    iteration = previous.iteration + 1
+    tailored = Instruction(
+        id=derive_id("inst", previous.root_id, iteration),
+        seed_id=scored.seed_id,
+        parent_id=scored.id,
+        root_id=previous.root_id,
+        metadata_id=previous.metadata_id,
+        iteration=iteration,
+        index=previous.index,
+        siblings=previous.siblings,
+        text=asked.value,
+        metadata=previous.metadata,
+        rubrics=previous.rubrics,
+        actions=previous.actions,
+        applied_action=action,
+        applied_actions=(*used, action),
+        llm_calls=asked.calls,
+        seed_text=previous.seed_text,
+        prompts=ctx.prompts.ref,
+        upstream_cost=spent_before_next(scored),
+    )
+    return [Emit("tailored", tailored)]
+
+
+STAGE = Stage(
+    name="tailor",
+    does="an instruction too easy -> a harder one, with one action",
+    inputs=("retry",),
+    outputs=("tailored",),
+    process=process,
+    roles=("strong",),
+)
 
 
 def example_answers(prompt: PromptSet) -> frozenset[str]:
@@ -112,49 +165,6 @@ def parse(text: str, *, original: str, copied_from: frozenset[str] = NO_EXAMPLES
     if normalise(candidate) in copied_from:
         return ParseFailure("improved instruction copied from the prompt's examples", text)
     return candidate
-
-
-async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
-    p = ctx.pipeline
-    previous = scored.instruction
-    if not previous.actions:
-        raise StageFailure("tailor: the instruction carries no actions", "NoActions")
-    used = previous.applied_actions or ((previous.applied_action,) if previous.applied_action else ())
-    action = choose_action(
-        previous.actions, seed=p.seed, root_id=previous.root_id, iteration=previous.iteration, used=used
-    )
-    asked = await ask(
-        ctx.strong,
-        build_prompt(previous.text, action, prompts=ctx.prompts),
-        partial(parse, original=previous.text, copied_from=example_answers(ctx.prompts)),
-        purpose="tailor",
-        temperature=p.generation_temperature,
-        max_tokens=p.max_tokens,
-        attempts=p.parse_attempts,
-        reask_temperature=p.reask_temperature,
-    )
-    iteration = previous.iteration + 1
-    tailored = Instruction(
-        id=derive_id("inst", previous.root_id, iteration),
-        seed_id=scored.seed_id,
-        parent_id=scored.id,
-        root_id=previous.root_id,
-        metadata_id=previous.metadata_id,
-        iteration=iteration,
-        index=previous.index,
-        siblings=previous.siblings,
-        text=asked.value,
-        metadata=previous.metadata,
-        rubrics=previous.rubrics,
-        actions=previous.actions,
-        applied_action=action,
-        applied_actions=(*used, action),
-        llm_calls=asked.calls,
-        seed_text=previous.seed_text,
-        prompts=ctx.prompts.ref,
-        upstream_cost=spent_before_next(scored),
-    )
-    return [Emit("tailored", tailored)]
 
 
 def spent_before_next(scored: ScoredPair) -> cost.ByPurpose:

@@ -45,17 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
 
 from llm.base import ChatModel, Completion, Message
-from streams.metrics import REGISTRY
+from llm.metrics import CACHE_LOOKUPS
 
-CACHE_LOOKUPS = Counter(
-    "codeclm_llm_cache_lookups_total",
-    "Answer cache lookups by role and outcome (hit: a call saved, miss: the LLM was asked)",
-    ["role", "outcome"],
-    registry=REGISTRY,
-)
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 REFRESH_S = 0.5  # how often the key filter takes in what other workers sharing the file stored
 # Rows stored within this long go into one commit: ~100 thread hops a second at most, whatever

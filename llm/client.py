@@ -31,13 +31,13 @@ from typing import Any
 
 import aiohttp
 import orjson
-from prometheus_client import Counter, Gauge
 from pydantic import SecretStr
 
+from llm import metrics
 from llm.base import Completion, LLMError, Message
 from llm.flow import AdaptiveLimit, Outage
-from streams import metrics
-from streams.settings import EndpointSettings, Settings
+from llm.metrics import CONCURRENCY_LIMIT, ENDPOINT_DOWN, TRUNCATED
+from llm.settings import EndpointSettings
 
 log = logging.getLogger("codeclm.llm")
 
@@ -47,25 +47,6 @@ _BODY_SNIPPET = 300  # characters of an error body kept in messages: enough to s
 # A chat answer within any sane max_tokens is a few KB; far more is a broken server, and
 # keeping it would make records the broker refuses.
 MAX_RESPONSE_BYTES = 256 * 1024
-
-CONCURRENCY_LIMIT = Gauge(
-    "codeclm_llm_concurrency_limit",
-    "Requests allowed in flight per endpoint (halved on 429, creeps back up on successes)",
-    ["role"],
-    registry=metrics.REGISTRY,
-)
-ENDPOINT_DOWN = Gauge(
-    "codeclm_llm_endpoint_down",
-    "1 while an endpoint is down and its calls wait for it, else 0",
-    ["role"],
-    registry=metrics.REGISTRY,
-)
-TRUNCATED = Counter(
-    "codeclm_llm_truncated_total",
-    "Answers cut at max_tokens (finish_reason=length), used as they are",
-    ["role"],
-    registry=metrics.REGISTRY,
-)
 
 
 class MalformedResponseError(ValueError):
@@ -274,7 +255,7 @@ class OpenAIChatClient:
                 continue
             break
         gave_up = f" after {attempt} attempts" if outcome.retryable else ""
-        metrics.LLM_FAILURES.labels(self.role).inc()
+        metrics.FAILURES.labels(self.role).inc()
         raise LLMError(
             f"{self.model}: {outcome.reason}{gave_up}",
             status=outcome.status,
@@ -314,12 +295,12 @@ class OpenAIChatClient:
             CONCURRENCY_LIMIT.labels(self.role).set(self._limit.current)
             if c.finish_reason == "length":
                 TRUNCATED.labels(self.role).inc()
-            metrics.LLM_CALLS.labels(self.role, "ok").inc()
-            metrics.LLM_LATENCY.labels(self.role).observe(c.latency_s)
-            metrics.LLM_TOKENS.labels(self.role, "prompt").inc(c.prompt_tokens)
-            metrics.LLM_TOKENS.labels(self.role, "completion").inc(c.completion_tokens)
+            metrics.CALLS.labels(self.role, "ok").inc()
+            metrics.LATENCY.labels(self.role).observe(c.latency_s)
+            metrics.TOKENS.labels(self.role, "prompt").inc(c.prompt_tokens)
+            metrics.TOKENS.labels(self.role, "completion").inc(c.completion_tokens)
         else:
-            metrics.LLM_CALLS.labels(self.role, metrics.outcome_of(outcome.status, outcome.reason)).inc()
+            metrics.CALLS.labels(self.role, metrics.outcome_of(outcome.status, outcome.reason)).inc()
         return outcome
 
     async def _attempt_once(self, body: bytes, attempt: int) -> _Attempt:
@@ -334,7 +315,7 @@ class OpenAIChatClient:
 
     async def _request(self, body: bytes, attempt: int) -> _Attempt:
         self._in_flight += 1
-        metrics.LLM_IN_FLIGHT.labels(self.role).inc()
+        metrics.IN_FLIGHT.labels(self.role).inc()
         started = time.monotonic()
         try:
             async with self._session.post(
@@ -352,7 +333,7 @@ class OpenAIChatClient:
             return _Attempt(reason=f"connection error: {type(exc).__name__}: {self._clean(str(exc))}", retryable=True)
         finally:
             self._in_flight -= 1
-            metrics.LLM_IN_FLIGHT.labels(self.role).dec()
+            metrics.IN_FLIGHT.labels(self.role).dec()
         latency_s = time.monotonic() - started
         if status != 200:
             return _Attempt(
@@ -389,22 +370,21 @@ class OpenAIChatClient:
 
 
 def build_clients(
-    settings: Settings, session: aiohttp.ClientSession
+    strong: EndpointSettings, target: EndpointSettings, judge: EndpointSettings | None, session: aiohttp.ClientSession
 ) -> tuple[OpenAIChatClient, OpenAIChatClient, OpenAIChatClient]:
     """(strong, target, judge). Without its own endpoint the judge is the strong client itself,
     so both share one in-flight limit, as they share one server."""
-    strong = OpenAIChatClient(settings.strong, session, role="strong")
-    target = OpenAIChatClient(settings.target, session, role="target")
-    judge = strong if settings.judge is None else OpenAIChatClient(settings.judge, session, role="judge")
-    return strong, target, judge
+    strong_client = OpenAIChatClient(strong, session, role="strong")
+    target_client = OpenAIChatClient(target, session, role="target")
+    judge_client = strong_client if judge is None else OpenAIChatClient(judge, session, role="judge")
+    return strong_client, target_client, judge_client
 
 
-def open_session(settings: Settings) -> aiohttp.ClientSession:
+def open_session(*endpoints: EndpointSettings) -> aiohttp.ClientSession:
     """A session whose connection pool fits every endpoint's max_in_flight: aiohttp's default
     of 100 connections would otherwise queue requests, and the queueing counts against the
     request timeout. Call from a running event loop; the caller closes it."""
-    endpoints = {id(e): e for e in (settings.strong, settings.target, settings.judge_endpoint)}
-    limit = sum(e.max_in_flight for e in endpoints.values())
+    limit = sum(e.max_in_flight for e in {id(e): e for e in endpoints}.values())
     # No cookies: chat endpoints set none worth keeping, and the jar costs CPU on every call.
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0), cookie_jar=aiohttp.DummyCookieJar()

@@ -18,14 +18,15 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from schemas import AcceptedPair, Record
-from streams.broker import EmbeddedBroker, cache_dir, free_port
+from agents.pipeline import CONSERVATION_TOPICS
+from schemas import AcceptedPair, Record, Seed
 from streams.cli import settings_from_args
-from streams.feed import BadLine, produce_seeds, read_seeds
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.broker import EmbeddedBroker, cache_dir, free_port
+from streams.kafka.topic_io import follow_until
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, Item, read_seeds
 from streams.settings import Settings, overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
 
 # A 135M model on two CPU cores answers ~130 tokens/s, one request at a time.
 DEMO_PIPELINE = {
@@ -93,7 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
     items = list(read_seeds(seeds_path))
     seeds = [s for s in items if not isinstance(s, BadLine)]
     for bad in (s for s in items if isinstance(s, BadLine)):
-        print(f"{seeds_path}:{bad.line}: skipped: {bad.reason}")
+        print(f"{seeds_path}:{bad.line}: bad line, sent to the dead-letter topic: {bad.reason}")
     if not seeds:
         print(f"no seeds in {seeds_path}", file=sys.stderr)
         return 1
@@ -117,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         print(f"4/4 feeding {len(seeds)} seeds from {seeds_path} and waiting for every one to finish ...\n")
         ledger = Ledger()
-        ok = asyncio.run(feed_and_follow(settings, seeds, ledger, worker, args.timeout))
+        ok = asyncio.run(feed_and_follow(settings, items, str(seeds_path), ledger, worker, args.timeout))
         print_summary(ledger, {s.id for s in seeds}, time.monotonic() - started)
         print("\nstopping the worker, the model and the broker ...")
         return 0 if ok else 1
@@ -185,9 +186,10 @@ def wait_for_http(url: str, timeout: float) -> None:
 
 
 async def feed_and_follow(
-    settings: Settings, seeds: list, ledger: Ledger, worker: subprocess.Popen, timeout: float
+    settings: Settings, items: list[Item], source: str, ledger: Ledger, worker: subprocess.Popen, timeout: float
 ) -> bool:
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, items, source=source)
+    seeds = [item for item in items if isinstance(item, Seed)]
     wanted = {s.id for s in seeds}
     reported: set[str] = set()
     texts = {s.id: s.text for s in seeds}

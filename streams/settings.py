@@ -1,5 +1,8 @@
 """One Settings object with Kafka, LLM, pipeline and worker sections, built once and passed down.
 
+Each section lives beside what it configures (`llm/settings.py`: an endpoint; `agents/settings.py`:
+the pipeline and dedup); this module adds Kafka's and the worker's and composes them.
+
 Every value comes from (highest first) CLI flags, `CODECLM_*` environment variables with `__`
 between sections (`CODECLM_PIPELINE__GAP_THRESHOLD=2.5`, `CODECLM_STRONG__BASE_URL=...`), then
 the defaults below, which are the paper's settings.
@@ -9,10 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.settings import DedupSettings, PipelineSettings
+from llm.settings import EndpointSettings
 
 
 class KafkaSettings(BaseModel):
@@ -29,95 +35,6 @@ class KafkaSettings(BaseModel):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
-
-
-class EndpointSettings(BaseModel):
-    """One OpenAI-compatible chat-completions endpoint."""
-
-    model_config = ConfigDict(frozen=True)
-
-    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="up to and including /v1")
-    model: str = "default"
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = Field(default=None, description="a file holding the key (for secret mounts)")
-    max_in_flight: int = Field(default=64, ge=1, description="requests in flight to this endpoint")
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=6, ge=0)
-    backoff_base_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
-    max_tokens_cap: int | None = Field(
-        default=None, ge=1, description="never ask this endpoint for more completion tokens than this"
-    )
-    pause_when_down: bool = Field(
-        default=True, description="when the endpoint stops answering, wait for it instead of dead-lettering"
-    )
-    send_seed: bool = Field(
-        default=False, description="send the sample index as `seed` so sampling repeats (llama.cpp, vLLM, OpenAI)"
-    )
-
-    def key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        if self.api_key_file is not None:
-            return self.api_key_file.read_text().strip()
-        return None
-
-
-class PipelineSettings(BaseModel):
-    """The algorithm's numbers; defaults are the CodecLM paper's."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_skills: int = Field(default=3, ge=1, description="skills per metadata (encode)")
-    instructions_per_metadata: int = Field(default=10, ge=1, description="basic instructions decoded per metadata")
-    rubrics_per_metadata: int = Field(default=4, ge=1, description="rubrics, each with one action, per metadata")
-    max_iterations: int = Field(default=4, ge=1, description="Self-Rubrics iterations; the basic instruction is 1")
-    gap_threshold: float = Field(default=3.0, ge=0, description="keep a pair when |S(strong)-S(target)| > this")
-    judge_passes: int = Field(
-        default=2,
-        ge=1,
-        description="judge calls per pair, alternating the answer order; scores are averaged per order first, so "
-        "each order weighs the same (1 pass: strong answer first, position bias uncorrected)",
-    )
-    generation_temperature: float = Field(default=0.7, ge=0, description="encode, decode, rubrics, tailor")
-    answer_temperature: float = Field(default=0.7, ge=0, description="strong and target answers")
-    judge_temperature: float = Field(default=0.0, ge=0)
-    reask_temperature: float = Field(
-        default=0.7, gt=0, description="at least this temperature when an unparsable answer is asked again"
-    )
-    max_tokens: int = Field(default=1024, ge=16, description="completion budget of generation calls")
-    answer_max_tokens: int = Field(default=1024, ge=16)
-    judge_max_tokens: int = Field(default=256, ge=8)
-    parse_attempts: int = Field(
-        default=3, ge=1, description="asks (with a new sample) before an unparsable answer is dead-lettered"
-    )
-    seed: int = Field(default=0, description="seed of the random choice of tailoring actions")
-    prompts: Literal["paper", "small-model"] = Field(
-        default="paper",
-        description="prompt set: paper (Figures 7-11: encode few-shot, the rest zero-shot, judge scores only) "
-        "or small-model (few-shot everywhere, for tiny local models)",
-    )
-    rich_metadata: bool = Field(
-        default=False,
-        description="encode also extracts domain, difficulty and output-format constraints; decode uses them (off: the paper's behaviour)",
-    )
-
-
-class DedupSettings(BaseModel):
-    """Dropping basic instructions too similar to ones already kept, before contrast pays for them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    enabled: bool = Field(
-        default=True, description="drop exact duplicates (same text once case and spaces are ignored)"
-    )
-    embeddings: Literal["auto", "on", "off"] = Field(
-        default="auto",
-        description="near duplicates by sentence embeddings (all-MiniLM-L6-v2, the `neardup` extra): auto = when installed",
-    )
-    similarity_threshold: float = Field(
-        default=0.9, gt=0, le=1, description="cosine similarity at or above which an instruction is a near duplicate"
-    )
 
 
 class WorkerSettings(BaseModel):

@@ -1,4 +1,4 @@
-"""Shared fixtures. The Kafka broker is the project's own embedded Apache Kafka (streams.broker),
+"""Shared fixtures. The Kafka broker is the project's own embedded Apache Kafka (streams.kafka.broker),
 started once per test session; if it cannot start, every test that needs it fails (never skips)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.settings import Settings, overlay, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent

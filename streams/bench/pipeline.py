@@ -13,20 +13,19 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from agents.pipeline import CONSERVATION_TOPICS, STAGE_INPUTS
 from schemas import AcceptedPair, Record, Seed
-from schemas.codec import encode
-from streams.admin import client_options, ensure_topics, topic_partitions
 from streams.bench import procfs
-from streams.bench.figures import Sample
+from streams.bench.samples import Sample
 from streams.bench.stack import Double, Worker, double_stats
-from streams.feed import seed_from_text
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.admin import ensure_topics
+from streams.kafka.topic_io import end_offsets, follow_until
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
 from streams.settings import Settings
-from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS
 
 _SUBJECTS = (
     "Explain how a bakery should price seasonal cakes",
@@ -138,19 +137,10 @@ async def run_pipeline(
 
 
 async def _feed(settings: Settings, seeds: list[Seed], rate: float, fed_at: dict[str, float]) -> None:
-    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        began = time.monotonic()
-        futures = []
-        for i, seed in enumerate(seeds):
-            if rate > 0:
-                await asyncio.sleep(max(0.0, began + i / rate - time.monotonic()))
-            fed_at[seed.id] = time.monotonic()
-            futures.append(await producer.send(settings.topic("seeds"), key=seed.id.encode(), value=encode(seed)))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    def stamp(seed: Seed) -> None:
+        fed_at[seed.id] = time.monotonic()
+
+    await feed_seeds(settings, seeds, source="bench", rate=rate or None, on_fed=stamp)
 
 
 async def _sample(session, doubles, workers, start, interval, samples: list[Sample], hwm: list[int]) -> None:
@@ -226,19 +216,4 @@ async def _take_sample(
 
 async def records_on(settings: Settings, names: list[str]) -> int:
     """How many records the named topics hold (sum of end offsets; nothing is compacted)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
-    await admin.start()
-    try:
-        counts = await topic_partitions(admin, [settings.topic(n) for n in names])
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
-        ends = await consumer.end_offsets(partitions)
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
+    return sum((await end_offsets(settings.kafka, [settings.topic(n) for n in names])).values())

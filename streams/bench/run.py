@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.bench import procfs
-from streams.bench.cost import Cost, read_cost
 from streams.bench.pipeline import PipelineRun, bench_seeds, run_pipeline
-from streams.bench.report import (
+from streams.bench.run_cost import Cost, read_cost
+from streams.bench.stack import ALL_STAGES, Stack, wait_until_consuming
+from streams.bench.stage import StageRate, baseline_loop, faust_stage
+from streams.bench.summary import (
     PIPELINE_HEADERS,
     WHOLE_HEADERS,
     PipelineFigures,
@@ -36,8 +38,6 @@ from streams.bench.report import (
     summarise,
     whole_rows,
 )
-from streams.bench.stack import ALL_STAGES, Stack, wait_until_consuming
-from streams.bench.stage import StageRate, baseline_loop, faust_stage
 from streams.report.text import table
 from streams.settings import Settings, overlay
 

@@ -21,12 +21,12 @@ import aiohttp
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from streams.admin import client_options
-from streams.broker import EmbeddedBroker, free_port
+from agents.pipeline import STAGE_INPUTS
 from streams.demo import Children, wait_for_http
+from streams.kafka.admin import client_options
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.runtime.http import URL_FILE, url_of_worker
 from streams.settings import Settings, settings_env
-from streams.topics import STAGE_INPUTS
-from streams.web import URL_FILE, url_of_worker
 
 
 @dataclass(frozen=True)

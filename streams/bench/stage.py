@@ -19,26 +19,20 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.base import StageContext
+from agents.pipeline import STAGE_BY_NAME, STAGE_INPUTS
 from llm.client import build_clients, open_session
 from schemas import Instruction, JudgeVerdict, MetadataSummary, Record, ScoredPair, derive_id
 from schemas.codec import decode, encode
-from streams.admin import client_options, ensure_topics
-from streams.app import STAGE_PROCESS
+from schemas.topics import record_type
 from streams.bench import procfs
-from streams.bench.figures import percentile
 from streams.bench.pipeline import bench_seeds
+from streams.bench.samples import percentile
 from streams.bench.stack import Stack, wait_until_consuming
+from streams.kafka.admin import client_options, ensure_topics
+from streams.kafka.topic_io import produce_all
 from streams.settings import Settings
-from streams.topics import STAGE_INPUTS, record_type
 
 # What each stage may write (filter's verdicts, the others' one topic, dead letters).
-STAGE_OUTPUTS = {
-    "encode": ("metadata", "deadletter"),
-    "decode": ("basic", "deadletter"),
-    "contrast": ("scored", "deadletter"),
-    "filter": ("accepted", "retry", "rejected", "deadletter"),
-    "tailor": ("tailored", "deadletter"),
-}
 
 
 @dataclass(frozen=True)
@@ -111,8 +105,7 @@ async def produce(settings: Settings, topic: str, records: list[Record]) -> None
     producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(settings.topic(topic), key=r.id.encode(), value=encode(r)) for r in records]
-        await asyncio.gather(*futures)
+        await produce_all(producer, ((settings.topic(topic), r.id.encode(), encode(r), None) for r in records))
     finally:
         await producer.stop()
 
@@ -121,7 +114,7 @@ async def output_times(
     settings: Settings, stage: str, expected: int, timeout: float, alive=lambda: True
 ) -> list[float]:
     """Broker timestamps (seconds) of the stage's outputs, once `expected` of them are there."""
-    names = [settings.topic(n) for n in STAGE_OUTPUTS[stage]]
+    names = [settings.topic(n) for n in (*STAGE_BY_NAME[stage].outputs, "deadletter")]
     consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -169,7 +162,7 @@ async def baseline_loop(settings: Settings, stage: str, count: int, timeout: flo
     """The plain aiokafka loop on a backlog of `count` records, in this process."""
     records = input_records(stage, count, settings.kafka.topic_prefix, settings)
     await produce(settings, STAGE_INPUTS[stage][0], records)
-    process = STAGE_PROCESS[stage]
+    process = STAGE_BY_NAME[stage].process
     options = client_options(settings.kafka)
     consumer = AIOKafkaConsumer(
         *(settings.topic(n) for n in STAGE_INPUTS[stage]),
@@ -179,8 +172,8 @@ async def baseline_loop(settings: Settings, stage: str, count: int, timeout: flo
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(**options, acks="all")
-    session: aiohttp.ClientSession = open_session(settings)
-    strong, target, judge = build_clients(settings, session)
+    session: aiohttp.ClientSession = open_session(settings.strong, settings.target, settings.judge_endpoint)
+    strong, target, judge = build_clients(settings.strong, settings.target, settings.judge, session)
     context = StageContext(strong=strong, target=target, judge=judge, pipeline=settings.pipeline)
     await consumer.start()
     await producer.start()

@@ -6,10 +6,10 @@ import importlib
 from datetime import datetime
 
 from schemas import Record
-from streams.reader import read_records
+from schemas.topics import TOPIC_BY_NAME
+from streams.kafka.topic_io import read_records
 from streams.report.figures import NOT_COMPUTED_EMBEDDINGS, REPORT_TOPICS, Embed
 from streams.settings import Settings
-from streams.topics import TOPIC_BY_NAME
 
 
 def report_topics() -> list[str]:
@@ -25,7 +25,7 @@ async def read_run(settings: Settings) -> list[tuple[str, Record]]:
 def load_embedder() -> tuple[Embed | None, str | None]:
     """(embed, None) when the `neardup` extra and its model are installed, else (None, why not)."""
     try:
-        module = importlib.import_module("agents.embeddings")
+        module = importlib.import_module("agents.dedup.embeddings")
     except ImportError:
         return None, NOT_COMPUTED_EMBEDDINGS
     missing: list[str] = getattr(module, "missing_packages", list)()

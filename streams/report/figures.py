@@ -27,7 +27,7 @@ from schemas import (
     ScoredPair,
     normalise_text,
 )
-from streams.deadletters import reason_kind
+from streams.ops.dead_letter_replay import reason_kind
 from streams.report.pair_cost import PairCostFigures, pair_cost_figures
 
 # Topics the report reads, in pipeline order (those the broker's topic list lacks are skipped).

@@ -6,8 +6,8 @@ import asyncio
 from collections import Counter
 
 from schemas import DeadLetter, Record
-from streams.ledger import Ledger
-from streams.reader import read_records
+from streams.kafka.topic_io import read_records
+from streams.ops.ledger import Ledger
 from streams.settings import Settings
 
 TOPICS = (

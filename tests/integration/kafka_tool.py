@@ -1,4 +1,4 @@
-"""Kafka's own command-line tools (from the jars streams.broker caches), as independent witnesses
+"""Kafka's own command-line tools (from the jars streams.kafka.broker caches), as independent witnesses
 of what codeclm reports: the consumer-groups tool for lag, the console consumer for the sink."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from streams.broker import ensure_kafka_jars
+from streams.kafka.broker import ensure_kafka_jars
 
 CONSUMER_GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 CONSOLE_CONSUMER = "org.apache.kafka.tools.consumer.ConsoleConsumer"

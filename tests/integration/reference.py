@@ -13,10 +13,10 @@ from agents import contrast, decode, encode, tailor
 from agents import filter as filter_stage
 from agents.base import Emit, StageContext, StageFailure
 from agents.dedup import Deduplicator
+from agents.dedup.embeddings import embedder
 from llm.base import Completion, Message
 from llm.double import answer_for, classify, count_tokens, truncate_words
 from schemas import Record, Seed
-from streams.dedup import embedder
 from streams.settings import Settings
 
 
@@ -66,7 +66,7 @@ async def reference_run(settings: Settings, seeds: list[Seed]) -> Reference:
     strong = DoubleAnswers(settings.strong.model)
     target = DoubleAnswers(settings.target.model)
     context = StageContext(strong=strong, target=target, judge=strong, pipeline=settings.pipeline)
-    dedup = Deduplicator(embed=embedder(settings), threshold=settings.dedup.similarity_threshold)
+    dedup = Deduplicator(embed=embedder(settings.dedup), threshold=settings.dedup.similarity_threshold)
     result = Reference()
     queue: deque[tuple[str, Record]] = deque(("seeds", s) for s in seeds)
     while queue:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from streams.feed import produce_seeds, seed_from_text
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from agents.pipeline import CONSERVATION_TOPICS
+from streams.kafka.topic_io import follow_until
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ async def test_audit_holds_after_a_run_and_names_what_is_missing(settings, llm_d
     )
     worker = start_worker(settings)
     seeds = [seed_from_text(f"Draft onboarding notes for role {i}.") for i in range(3)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     ledger = Ledger()
     wanted = {s.id for s in seeds}
     assert await follow_until(
@@ -70,7 +71,7 @@ async def test_audit_holds_after_a_run_and_names_what_is_missing(settings, llm_d
 
     # A seed fed while no worker runs is not accounted for: the audit says so, and fails.
     late = seed_from_text("Nobody will process this one.")
-    await produce_seeds(settings, [late])
+    await feed_seeds(settings, [late])
     audit = cli(settings, "audit")
     assert audit.returncode == 1
     assert f"missing: {late.id}: no metadata and no dead letter" in audit.stdout

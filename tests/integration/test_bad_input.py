@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from schemas import normalise_text
 from schemas.codec import encode
-from streams.admin import client_options, ensure_topics
-from streams.feed import seed_from_text
+from streams.kafka.admin import client_options, ensure_topics
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
 from tests.integration.follow import Progress
 from tests.seed_strategies import bad_seed_values, good_texts, keys

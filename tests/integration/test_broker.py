@@ -9,7 +9,7 @@ import sys
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import BrokerError, EmbeddedBroker, broker_answers
+from streams.kafka.broker import BrokerError, EmbeddedBroker, broker_answers
 
 pytestmark = pytest.mark.kafka
 

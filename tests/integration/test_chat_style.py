@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agents import decode, encode, tailor
+from agents.pipeline import CONSERVATION_TOPICS
 from agents.prompt_sets import load_prompt_set
 from llm.double import chat_decode_instructions, chat_tailored_instruction, classify_text, encode_fields
 from schemas import (
@@ -24,12 +25,12 @@ from schemas import (
     RejectedInstruction,
     ScoredPair,
 )
-from streams.broker import free_port
-from streams.feed import BadLine, produce_seeds, read_seeds
-from streams.ledger import Ledger
-from streams.reader import follow_until, read_records
+from streams.kafka.broker import free_port
+from streams.kafka.topic_io import follow_until, read_records
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, read_seeds
 from streams.settings import overlay
-from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -67,7 +68,7 @@ async def test_chat_formatted_answers_give_the_instructions_verbatim(settings, c
     assert settings.pipeline.prompts == "paper"  # the default prompt set
     worker = start_worker(settings)
     seeds = [s for s in read_seeds(ROOT / "examples" / "seeds.jsonl") if not isinstance(s, BadLine)][:6]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
 
     ledger = Ledger()
     wanted = {s.id for s in seeds}

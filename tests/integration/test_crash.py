@@ -5,7 +5,7 @@ exactly what a crash-free run produces.
 
 The guarantee under test (README, "Delivery guarantee"): at-least-once delivery with
 deterministic ids. A record's offset is committed only after everything derived from it is on
-the broker (streams/ack_window.py), so a crash can only make a record be processed again, and
+the broker (streams/runtime/ack_window.py), so a crash can only make a record be processed again, and
 a replay yields records with the same ids. So, de-duplicated by id, every topic holds each
 expected record exactly once; the raw topics may hold a replay's copies, which are counted.
 """
@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 
 from llm.cache import AnswerCache
-from streams.app import CACHE_FILE
-from streams.broker import EmbeddedBroker, free_port
 from streams.demo import wait_for_http
-from streams.feed import produce_seeds, seed_from_text
-from streams.reader import read_records
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.topic_io import read_records
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
+from streams.runtime.stage_app import CACHE_FILE
 from streams.settings import Settings, overlay
 from tests.integration.follow import TOPICS, Progress
 from tests.integration.reference import reference_run
@@ -98,7 +99,7 @@ async def test_worker_sigkills_and_a_broker_restart_lose_nothing(tmp_path, proce
         plan = list(zip(sorted(rng.uniform(0.04, 0.85) for _ in events), events, strict=True))
 
         workers = [start_worker(settings, "worker-0")]
-        await produce_seeds(settings, seeds)
+        await feed_seeds(settings, seeds)
         progress = Progress(settings)
         progress.start()
         wanted = {s.id for s in seeds}

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.admin import client_options, ensure_topics
-from streams.feed import produce_seeds, seed_from_text
+from streams.kafka.admin import client_options, ensure_topics
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay, settings_env
 from tests.integration.follow import Progress
 
@@ -76,7 +77,7 @@ async def test_dead_letters_are_summarised_and_replayed_into_their_stage(setting
     control(llm_double, force_status=400)  # every call refused, not retryable: dead letters
     await ensure_topics(settings)
     seeds = [seed_from_text(f"Summarise chapter {i} of the employee handbook.") for i in range(5)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     producer = AIOKafkaProducer(**client_options(settings.kafka))
     await producer.start()
     try:

@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.pipeline import CONSERVATION_TOPICS
 from schemas import DuplicateInstruction, Instruction, Record, normalise_text
-from streams.admin import client_options, topic_partitions
-from streams.audit import AUDIT_TOPICS, audit
-from streams.feed import BadLine, produce_seeds, read_seeds
-from streams.ledger import Ledger
-from streams.reader import follow_until, read_records
+from streams.kafka.admin import client_options, topic_partitions
+from streams.kafka.topic_io import follow_until, read_records
+from streams.ops.conservation_audit import AUDIT_TOPICS, audit
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, read_seeds
 from streams.settings import Settings, overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
 from tests.integration.reference import reference_run
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -64,7 +65,7 @@ async def test_near_duplicates_are_dropped_with_a_reason_and_survive_a_kill_and_
     assert len(SEEDS) == 60
     wanted = {s.id for s in SEEDS}
     worker = start_worker(settings, "worker-a")
-    await produce_seeds(settings, SEEDS)
+    await feed_seeds(settings, SEEDS)
 
     # Kill the first worker as soon as dedup has kept something: its last decisions are not
     # committed yet, so the second worker decides them again.

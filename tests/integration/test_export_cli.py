@@ -17,15 +17,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from agents.pipeline import CONSERVATION_TOPICS
 from schemas import AcceptedPair, MetadataSummary
 from schemas.codec import encode
-from streams.admin import client_options, ensure_topics
-from streams.feed import produce_seeds, seed_from_text
-from streams.lag import lag_report
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.admin import client_options, ensure_topics
+from streams.kafka.topic_io import follow_until
+from streams.ops.consumer_lag import lag_report
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
 from tests.integration.kafka_tool import CONSOLE_CONSUMER, run_kafka_tool
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -183,12 +184,12 @@ async def test_export_groups_attach_and_detach_while_the_pipeline_runs(
     a_out, b_out = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a = attach("export-a", f"{settings.worker.app_id}-a", a_out)
     seeds = [seed_from_text(f"Attach and detach seed {i}: explain a sorting algorithm") for i in range(10)]
-    await produce_seeds(settings, seeds[:5])
+    await feed_seeds(settings, seeds[:5])
     b = attach("export-b", f"{settings.worker.app_id}-b", b_out)
     await asyncio.sleep(3)
     b.popen.send_signal(signal.SIGINT)  # detach b mid-run ...
     assert b.popen.wait(30) == 0, b.tail()
-    await produce_seeds(settings, seeds[5:])
+    await feed_seeds(settings, seeds[5:])
     b2 = attach("export-b-again", f"{settings.worker.app_id}-b", b_out)  # ... and attach it again
 
     ledger = Ledger()

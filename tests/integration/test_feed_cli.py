@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import DeadLetter, Seed, seed_id_for
-from streams.reader import read_records
+from streams.kafka.topic_io import read_records
 from streams.settings import settings_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]

@@ -11,11 +11,12 @@ import sys
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import client_options, ensure_topics
-from streams.feed import produce_seeds, seed_from_text
-from streams.lag import LagReport, lag_report, stage_group
+from agents.pipeline import STAGE_INPUTS
+from streams.kafka.admin import client_options, ensure_topics
+from streams.ops.consumer_lag import LagReport, lag_report, stage_group
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay, settings_env
-from streams.topics import STAGE_INPUTS
 from tests.integration.kafka_tool import describe_groups
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -49,7 +50,7 @@ async def commit(settings, group: str, offsets: dict[TopicPartition, int]) -> No
 async def test_lag_of_a_group_with_a_backlog_matches_kafkas_tool(settings):
     await ensure_topics(settings)
     seeds = [seed_from_text(f"lag seed {i}") for i in range(40)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     seeds_topic = settings.topic("seeds")
     before = await lag_report(settings)
     ends = {p.partition: p.log_end for p in before.stage("encode").partitions}
@@ -121,7 +122,7 @@ async def test_lag_stays_right_when_the_worker_is_idle_and_when_it_is_stopped(se
         "islands",
         "jungles",
     )
-    await produce_seeds(settings, [seed_from_text(f"Tell me about {topic} in history") for topic in topics])
+    await feed_seeds(settings, [seed_from_text(f"Tell me about {topic} in history") for topic in topics])
 
     # Idle: everything read and committed; every stage's lag is 0, and Kafka agrees.
     report = await lag_report(settings)
@@ -138,7 +139,7 @@ async def test_lag_stays_right_when_the_worker_is_idle_and_when_it_is_stopped(se
     # Stopped: new seeds wait on the seeds topic. A worker's own gauges would never see them;
     # the broker's figures do, and they hold still until someone reads.
     worker.stop()
-    await produce_seeds(settings, [seed_from_text(f"late seed {i}") for i in range(5)])
+    await feed_seeds(settings, [seed_from_text(f"late seed {i}") for i in range(5)])
     stopped = await lag_report(settings)
     assert stopped.stage("encode").lag == 5
     assert all(stopped.stage(s).lag == 0 for s in STAGE_INPUTS if s != "encode")

@@ -12,9 +12,10 @@ import urllib.request
 
 import pytest
 
-from streams.broker import free_port
 from streams.demo import wait_for_http
-from streams.feed import produce_seeds, seed_from_text
+from streams.kafka.broker import free_port
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
 from tests.integration.follow import Progress
 
@@ -74,7 +75,7 @@ async def test_stages_pause_while_the_llm_is_down_and_finish_when_it_returns(set
     )
     worker = start_worker(settings)
     seeds = [seed_from_text(f"Plan the week of team {i} around its {i % 5 + 2} deadlines.") for i in range(SEEDS)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     progress = Progress(settings)
     progress.start()
     wanted = {s.id for s in seeds}

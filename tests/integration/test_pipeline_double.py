@@ -10,13 +10,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from agents.pipeline import CONSERVATION_TOPICS
 from schemas import AcceptedPair, Record, derive_id
 from schemas.codec import encode
-from streams.feed import BadLine, produce_seeds, read_seeds
-from streams.ledger import Ledger
-from streams.reader import follow_until, read_records
+from streams.kafka.topic_io import follow_until, read_records
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, read_seeds
 from streams.settings import overlay
-from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -35,7 +36,7 @@ async def test_twenty_seeds_end_in_accepted_rejected_or_dead_letters(settings, l
     worker = start_worker(settings)
     seeds = [s for s in read_seeds(ROOT / "examples" / "seeds.jsonl") if not isinstance(s, BadLine)][:20]
     assert len(seeds) == 20
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
 
     ledger = Ledger()
     wanted = {s.id for s in seeds}
@@ -84,8 +85,8 @@ async def test_twenty_seeds_end_in_accepted_rejected_or_dead_letters(settings, l
 async def test_a_bad_seed_record_is_dead_lettered_and_the_rest_goes_on(settings, llm_double, start_worker):
     from aiokafka import AIOKafkaProducer
 
-    from streams.admin import client_options, ensure_topics
-    from streams.feed import seed_from_text
+    from streams.kafka.admin import client_options, ensure_topics
+    from streams.ops.seed_files import seed_from_text
 
     settings = overlay(
         settings,
@@ -104,7 +105,7 @@ async def test_a_bad_seed_record_is_dead_lettered_and_the_rest_goes_on(settings,
     finally:
         await producer.stop()
     good = seed_from_text("Explain recursion with an example.")
-    await produce_seeds(settings, [good])
+    await feed_seeds(settings, [good])
     start_worker(settings)
 
     ledger = Ledger()
@@ -129,12 +130,12 @@ async def test_a_bad_seed_record_is_dead_lettered_and_the_rest_goes_on(settings,
 
 
 async def test_reader_sees_what_was_produced(settings):
-    from streams.admin import ensure_topics
-    from streams.feed import seed_from_text
+    from streams.kafka.admin import ensure_topics
+    from streams.ops.seed_files import seed_from_text
 
     await ensure_topics(settings)
     seeds = [seed_from_text(f"seed number {i}") for i in range(7)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     got = [r async for _, r in read_records(settings, ["seeds"])]
     assert sorted(r.id for r in got) == sorted(s.id for s in seeds)
     assert all(isinstance(r, type(seeds[0])) for r in got)

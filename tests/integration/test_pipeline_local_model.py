@@ -11,9 +11,10 @@ import pytest
 from llm.local import MODEL_ALIAS, LocalModelServer
 from schemas import AcceptedPair, Record
 from streams.demo import DEMO_PIPELINE
-from streams.feed import produce_seeds, seed_from_text
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.topic_io import follow_until
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.local_model, pytest.mark.timeout(900)]
@@ -39,7 +40,7 @@ async def test_one_seed_with_the_real_local_model_is_fully_accounted_for(setting
     settings = overlay(settings, {"strong": endpoint, "target": endpoint, "pipeline": pipeline})
     worker = start_worker(settings)
     seed = seed_from_text("How should I prepare for a behavioral job interview at a tech company?")
-    await produce_seeds(settings, [seed])
+    await feed_seeds(settings, [seed])
 
     ledger = Ledger()
     records: list[tuple[str, Record]] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.pipeline import CONSERVATION_TOPICS
 from schemas import (
     AcceptedPair,
     DeadLetter,
@@ -25,11 +26,11 @@ from schemas import (
     RejectedInstruction,
     ScoredPair,
 )
-from streams.feed import BadLine, produce_seeds, read_seeds, seed_from_text
-from streams.ledger import Ledger
-from streams.reader import follow_until, read_records
+from streams.kafka.topic_io import follow_until, read_records
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, read_seeds, seed_from_text
 from streams.settings import overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -63,7 +64,7 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
 ):
     from aiokafka import AIOKafkaProducer
 
-    from streams.admin import client_options, ensure_topics
+    from streams.kafka.admin import client_options, ensure_topics
 
     settings = overlay(
         settings,
@@ -86,7 +87,7 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
         await producer.send_and_wait(settings.topic("seeds"), b'{"text": 42}')
     finally:
         await producer.stop()
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     worker = start_worker(settings)
 
     ledger = Ledger()
@@ -217,7 +218,7 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
     assert all(isinstance(d, DeadLetter) for d in by_topic["deadletter"].values())
 
     # Embedding figures: computed when the neardup extra is installed, else null with the reason.
-    from agents.embeddings import missing_packages
+    from agents.dedup.embeddings import missing_packages
 
     diversity = data["diversity"]
     assert 0 < diversity["distinct_1"] <= 1 and 0 < diversity["distinct_2"] <= 1

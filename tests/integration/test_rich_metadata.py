@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from agents import decode, encode
+from agents.pipeline import TERMINAL_TOPICS
 from llm.double import answer_for, count_tokens
 from schemas import AcceptedPair, Instruction, Metadata, MetadataSummary, Record
-from streams.feed import BadLine, produce_seeds, read_seeds
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.topic_io import follow_until
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import BadLine, read_seeds
 from streams.settings import overlay
-from streams.topics import TERMINAL_TOPICS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -34,7 +35,7 @@ async def test_rich_metadata_flows_from_encode_through_decode_to_the_accepted_pa
     )
     worker = start_worker(settings)
     seeds = [s for s in read_seeds(ROOT / "examples" / "seeds.jsonl") if not isinstance(s, BadLine)][:4]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
 
     ledger = Ledger()
     metadata: dict[str, Metadata] = {}

@@ -9,14 +9,16 @@ import sys
 import pytest
 from aiokafka import TopicPartition
 
-from streams.broker import free_port
+from agents.pipeline import CONSERVATION_TOPICS, STAGE_INPUTS
+from schemas.topics import TOPIC_BY_NAME
 from streams.demo import wait_for_http
-from streams.feed import produce_seeds, seed_from_text
-from streams.lag import lag_report, stage_members
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from streams.kafka.broker import free_port
+from streams.kafka.topic_io import follow_until
+from streams.ops.consumer_lag import lag_report, stage_members
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
-from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS, TOPIC_BY_NAME
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -78,7 +80,7 @@ async def test_two_workers_split_partitions_and_one_takes_over_when_the_other_st
     seeds = [seed_from_text(f"Scale-out seed {i}: plan a small web project") for i in range(12)]
     late = [seed_from_text(f"Scale-out late seed {i}: write a unit test") for i in range(6)]
     wanted = {s.id for s in seeds + late}
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     ledger = Ledger()
 
     def under_way() -> bool:
@@ -92,7 +94,7 @@ async def test_two_workers_split_partitions_and_one_takes_over_when_the_other_st
 
     one = await settled_owners(settings, workers=1)  # the first worker now owns every partition
     assert all(len(members) == 1 for members in one.values())
-    await produce_seeds(settings, late)
+    await feed_seeds(settings, late)
 
     ledger = Ledger()  # count again from the topics: nothing may be missing
 

@@ -10,10 +10,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.admin import client_options, topic_partitions
-from streams.broker import free_port
 from streams.demo import wait_for_http
-from streams.feed import produce_seeds, seed_from_text
+from streams.kafka.admin import client_options, topic_partitions
+from streams.kafka.broker import free_port
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
 from tests.integration.follow import TOPICS, Progress
 
@@ -75,7 +76,7 @@ async def test_api_keys_never_reach_logs_records_or_dead_letters(settings, proce
     # double, and dedup would drop all but one seed's instructions before they reach the target.
     names = ("Atlas", "Borealis", "Cygnus", "Draco")
     seeds = [seed_from_text(f"Write the release notes for version {name}.") for name in names]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     progress = Progress(settings)
     progress.start()
     try:

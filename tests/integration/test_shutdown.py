@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from streams.feed import produce_seeds, seed_from_text
+from streams.ops.feeder import feed_seeds
+from streams.ops.seed_files import seed_from_text
 from streams.settings import overlay
 from tests.integration.follow import Progress
 
@@ -57,7 +58,7 @@ async def test_sigterm_finishes_or_hands_back_in_flight_work_within_the_timeout(
     seeds = [seed_from_text(f"Explain the budget line {i} to the board.") for i in range(40)]
     wanted = {s.id for s in seeds}
     worker = start_worker(settings, "worker-1")
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     progress = Progress(settings)
     progress.start()
     try:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from streams.feed import produce_seeds, seed_from_text
-from streams.lag import lag_report
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from agents.pipeline import CONSERVATION_TOPICS
+from streams.kafka.topic_io import follow_until
+from streams.ops.consumer_lag import lag_report
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
+from streams.runtime.http import URL_FILE, url_of_worker
 from streams.settings import overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS
-from streams.web import URL_FILE, url_of_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -50,7 +51,7 @@ async def test_status_screen_of_a_real_worker_then_of_a_stopped_one(settings, ll
     )
     worker = start_worker(settings)
     seeds = [seed_from_text(f"status seed {i}") for i in range(4)]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     ledger = Ledger()
     assert await follow_until(
         settings,
@@ -77,7 +78,7 @@ async def test_status_screen_of_a_real_worker_then_of_a_stopped_one(settings, ll
     assert "total lag 0 records" in screen
 
     worker.stop()
-    await produce_seeds(settings, [seed_from_text("arrives while the worker is down")])
+    await feed_seeds(settings, [seed_from_text("arrives while the worker is down")])
     assert url_of_worker(settings.worker.data_dir / URL_FILE) is None  # removed on a clean stop
     missing = status(settings)
     assert missing.returncode == 2 and "no --url given and no running worker" in missing.stderr

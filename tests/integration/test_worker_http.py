@@ -13,13 +13,14 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.feed import produce_seeds, seed_from_text
-from streams.lag import lag_report
-from streams.ledger import Ledger
-from streams.reader import follow_until
+from agents.pipeline import CONSERVATION_TOPICS, STAGE_INPUTS
+from streams.kafka.topic_io import follow_until
+from streams.ops.consumer_lag import lag_report
+from streams.ops.feeder import feed_seeds
+from streams.ops.ledger import Ledger
+from streams.ops.seed_files import seed_from_text
+from streams.runtime.http import URL_FILE, url_of_worker
 from streams.settings import overlay, settings_env
-from streams.topics import CONSERVATION_TOPICS, STAGE_INPUTS
-from streams.web import URL_FILE, url_of_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -76,7 +77,7 @@ async def test_metrics_lag_and_health_of_a_worker_that_ran_seeds(settings, llm_d
     # metadata, and dedup would keep a single seed's instructions (maybe with no accepted pair).
     topics = ("a garden shed", "a school trip", "a bakery menu", "a chess club")
     seeds = [seed_from_text(f"Plan the budget of {topic} for next spring") for topic in topics]
-    await produce_seeds(settings, seeds)
+    await feed_seeds(settings, seeds)
     ledger = Ledger()
     assert await follow_until(
         settings,
@@ -133,7 +134,7 @@ async def test_off_loopback_needs_a_token_and_lag_shows_stages_this_worker_does_
     # Only decode runs here: nothing reads the seeds.
     worker = processes("worker", [sys.executable, "-m", "streams.cli", "worker", "--stage", "decode"], env)
     url = endpoint_url(worker).replace("0.0.0.0", "127.0.0.1")
-    await produce_seeds(settings, [seed_from_text(f"waiting seed {i}") for i in range(7)])
+    await feed_seeds(settings, [seed_from_text(f"waiting seed {i}") for i in range(7)])
 
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/healthz") as r:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from streams.ack_window import OrderedAckWindow
+from streams.runtime.ack_window import OrderedAckWindow
 
 pytestmark = pytest.mark.asyncio
 
@@ -154,7 +154,7 @@ async def test_without_the_gate_faust_commits_past_a_message_in_flight(faust_con
 
 
 async def test_the_gate_keeps_skipped_acks_out_and_lets_the_window_s_acks_through(faust_consumer):
-    from streams.ack_window import AckGate
+    from streams.runtime.ack_window import AckGate
 
     consumer, tp = faust_consumer
     gate = AckGate(consumer)

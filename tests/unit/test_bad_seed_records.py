@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schemas import Seed
 from schemas.codec import DecodeError, decode
-from streams.app import MAX_ORIGINAL_BYTES, kept_original
+from streams.runtime.stage_app import MAX_ORIGINAL_BYTES, kept_original
 from tests.seed_strategies import bad_seed_values, good_seeds
 
 

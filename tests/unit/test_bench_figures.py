@@ -8,9 +8,9 @@ import math
 import pytest
 
 from schemas import AcceptedPair, CallTotals, Instruction, LLMCall, Metadata, MetadataSummary
-from streams.bench import figures as f
-from streams.bench.cost import cost_of, tally
-from streams.bench.report import prompt_set_table, table
+from streams.bench import samples as f
+from streams.bench.run_cost import cost_of, tally
+from streams.bench.summary import prompt_set_table, table
 from streams.report.pair_cost import per_accepted_pair
 
 

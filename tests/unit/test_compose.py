@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.broker import KAFKA_VERSION
+from streams.kafka.broker import KAFKA_VERSION
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_topics_are_set_up_once_before_any_worker():
     assert worker["depends_on"]["kafka"] == {"condition": "service_healthy"}
     assert topics["build"] == worker["build"] == "."
     assert topics["environment"]["CODECLM_KAFKA__PARTITIONS"] == worker["environment"]["CODECLM_KAFKA__PARTITIONS"]
-    assert (ROOT / "streams" / "commands" / "topics.py").exists()
+    assert (ROOT / "streams" / "cli" / "commands" / "topics.py").exists()
 
 
 def test_the_worker_scales_and_reaches_kafka_and_its_llm_endpoints():

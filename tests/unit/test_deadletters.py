@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from schemas import DeadLetter
-from streams.deadletters import CUT_MARK, REPLAY_OF, reason_kind, replay_of, select, summarise
+from streams.ops.dead_letter_replay import CUT_MARK, REPLAY_OF, reason_kind, replay_of, select, summarise
 
 
 def letter(n: int, *, stage="contrast", error_class="LLMError", reason="judge: LLM call failed: HTTP 503", **kw):

@@ -1,4 +1,4 @@
-"""The dedup stage's decisions (agents/dedup.py), without Kafka: what is kept, what is dropped
+"""The dedup stage's decisions (agents/dedup/), without Kafka: what is kept, what is dropped
 and why, serialised decisions, replays, catching up on instructions kept elsewhere."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from agents.dedup import Deduplicator, duplicate_record
-from agents.embeddings import MiniLMEmbedder
-from agents.near_dup import Match
+from agents.dedup.embeddings import MiniLMEmbedder
+from agents.dedup.index import Match
 from schemas import DuplicateInstruction, Instruction, derive_id
 from tests.unit.fakes import instruction
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.dedup import EmbeddingCache
+from agents.dedup.embeddings import EmbeddingCache
 
 
 class CountingEmbed:

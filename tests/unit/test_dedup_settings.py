@@ -1,5 +1,5 @@
-"""Which embeddings the dedup stage runs with (streams/dedup.py `embedder`), and the clear
-failure at worker start when they are required and not installed."""
+"""Which embeddings the dedup stage runs with (agents/dedup/embeddings.py `embedder`), and the
+clear failure at worker start when they are required and not installed."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import logging
 
 import pytest
 
-import streams.dedup as dedup_stage
-from agents.embeddings import missing_packages
-from streams.settings import Settings, overlay
+import agents.dedup.embeddings as dedup_stage
+from agents.dedup.embeddings import missing_packages
+from agents.settings import DedupSettings
 
 
-def with_dedup(**values) -> Settings:
-    return overlay(Settings(), {"dedup": values})
+def with_dedup(**values) -> DedupSettings:
+    return DedupSettings(**values)
 
 
 def test_on_without_the_extra_fails_naming_the_extra_and_make_setup(monkeypatch):
@@ -52,7 +52,7 @@ def test_the_worker_command_turns_the_failure_into_a_message_and_exit_code(monke
     from streams.cli import main
 
     monkeypatch.setattr(dedup_stage, "missing_packages", lambda: ["safetensors"])
-    monkeypatch.setattr("streams.worker.ensure_topics", _no_topics)
+    monkeypatch.setattr("streams.runtime.worker.ensure_topics", _no_topics)
     monkeypatch.setenv("CODECLM_DEDUP__EMBEDDINGS", "on")
     monkeypatch.setenv("CODECLM_WORKER__DATA_DIR", str(tmp_path))
     assert main(["worker", "--stage", "dedup"]) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from streams.status import parse_metrics, render_status
+from streams.ops.status_screen import parse_metrics, render_status
 
 
 def metrics_text(kept: int, exact: int, near: int) -> str:
@@ -30,7 +30,7 @@ def test_no_dedup_line_before_dedup_decided_anything():
 
 
 def test_the_worker_defines_the_counters_it_updates():
-    from streams import metrics
+    from streams.runtime import metrics
 
     metrics.DEDUP_DECISIONS.labels("kept").inc(0)
     text = generate_latest(metrics.REGISTRY).decode()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.embeddings import MiniLMEmbedder, missing_packages
+from agents.dedup.embeddings import MiniLMEmbedder, missing_packages
 
 REFERENCE = json.loads((Path(__file__).parent.parent / "fixtures" / "minilm_reference.json").read_text())
 

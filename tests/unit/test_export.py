@@ -9,7 +9,7 @@ import pytest
 
 from schemas import AcceptedPair, MetadataSummary
 from schemas.codec import encode
-from streams.export import SinkWriter, format_pair, ids_in_file
+from streams.ops.training_files import SinkWriter, format_pair, ids_in_file
 
 
 def pair(n: int) -> AcceptedPair:

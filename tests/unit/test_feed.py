@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from schemas import Seed, seed_id_for
-from streams.feed import (
+from streams.ops.feeder import RateLimit, bad_line_record
+from streams.ops.seed_files import (
     BadLine,
     FeedError,
     detect_format,
@@ -21,7 +22,6 @@ from streams.feed import (
     read_seeds,
     text_stream,
 )
-from streams.feeder import RateLimit, bad_line_record
 
 
 def texts(items) -> list[str]:
@@ -205,7 +205,7 @@ def test_rate_limit_spaces_sends_evenly_and_saves_no_burst_while_idle():
 
 
 def test_lines_the_seed_model_refuses_are_bad_lines_not_crashes(tmp_path):
-    from streams.feed import BadLine, read_seeds
+    from streams.ops.seed_files import BadLine, read_seeds
 
     path = tmp_path / "seeds.jsonl"
     path.write_text('{"text": "fine"}\n{"text": "' + "x" * 30_000 + '"}\n{"text": "ring \\u0007 bell"}\n')

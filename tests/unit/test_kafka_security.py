@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from agents import encode, tailor
-from streams.admin import client_options, faust_credentials
+from streams.kafka.admin import client_options, faust_credentials
 from streams.settings import KafkaSettings, Settings
 
 PASSWORD = "kafka-pass-0123456789-SECRET"
@@ -83,12 +83,13 @@ def test_the_same_settings_reach_faust_s_consumers_and_producers(certificate):
 
 
 def test_stage_apps_are_built_with_those_credentials(certificate, tmp_path):
-    from streams.app import LLMResources, create_stage_app
+    from agents.encode import STAGE
+    from streams.runtime.stage_app import StageResources, create_stage_app
     from streams.settings import overlay
 
     settings = overlay(Settings(), {"worker": {"data_dir": str(tmp_path)}})
     settings = settings.model_copy(update={"kafka": sasl_ssl(certificate)})
-    app, _ = create_stage_app("encode", settings, LLMResources(settings))
+    app, _ = create_stage_app(STAGE, settings, StageResources(settings, (STAGE,)))
     auth = credentials_to_aiokafka_auth(app.conf.broker_credentials)
     assert auth["security_protocol"] == "SASL_SSL" and auth["sasl_plain_password"] == PASSWORD
     assert [str(u) for u in app.conf.broker] == ["kafka://broker-1:9093", "kafka://broker-2:9093"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from streams.lag import PartitionLag, build_report, render_table
+from agents.pipeline import STAGE_INPUTS
+from streams.ops.consumer_lag import PartitionLag, build_report, render_table
 from streams.settings import Settings, overlay
-from streams.topics import STAGE_INPUTS
 from tests.integration.kafka_tool import parse_describe
 
 SETTINGS = overlay(Settings(), {"kafka": {"topic_prefix": "p."}, "worker": {"app_id": "app"}})
@@ -88,7 +88,7 @@ g               t.seeds         1          -               12              -    
 def test_member_assignment_bytes_and_the_members_table():
     from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-    from streams.lag import decode_assignment, render_members
+    from streams.ops.consumer_lag import decode_assignment, render_members
 
     raw = ConsumerProtocolMemberAssignment(
         0, [("p.seeds", [2, 3]), ("app-encode-__assignor-__leader", [0])], b""

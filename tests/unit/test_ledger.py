@@ -1,7 +1,7 @@
 """Conservation bookkeeping: when is a seed complete, and does it balance?"""
 
 from schemas import DeadLetter, RejectedInstruction
-from streams.ledger import Ledger
+from streams.ops.ledger import Ledger
 from tests.unit.test_schemas import INSTRUCTION, RECORDS
 
 

@@ -26,7 +26,7 @@ from llm.client import (
 )
 from llm.double import DoubleConfig, LLMDouble, chat_body
 from llm.local import free_port
-from streams.settings import EndpointSettings, Settings
+from streams.settings import EndpointSettings
 
 MESSAGES = [{"role": "user", "content": "What is a monad?"}]
 # Small waits so the suite is fast; max_retries 3 leaves room for the faults the tests inject.
@@ -409,7 +409,7 @@ async def test_an_oversized_answer_fails_at_once_with_the_reason(session):
 
 @pytest.mark.asyncio
 async def test_a_truncated_answer_is_returned_as_is_and_counted(double, session):
-    from llm.client import TRUNCATED
+    from llm.metrics import TRUNCATED
 
     double.configure(rate_length=1.0)
     before = TRUNCATED.labels("llm")._value.get()
@@ -619,22 +619,21 @@ def test_backoff_grows_to_its_cap_with_full_jitter():
 
 @pytest.mark.asyncio
 async def test_build_clients_reuses_strong_as_judge_unless_configured(session):
-    strong, target, judge = build_clients(
-        Settings(strong=EndpointSettings(model="big"), target=EndpointSettings(model="small")), session
-    )
+    strong, target, judge = build_clients(EndpointSettings(model="big"), EndpointSettings(model="small"), None, session)
     assert (strong.model, target.model) == ("big", "small")
     assert judge is strong
 
-    settings = Settings(strong=EndpointSettings(model="big"), judge=EndpointSettings(model="critic"))
-    strong, _, judge = build_clients(settings, session)
+    strong, _, judge = build_clients(
+        EndpointSettings(model="big"), EndpointSettings(), EndpointSettings(model="critic"), session
+    )
     assert judge is not strong
     assert judge.model == "critic"
 
 
 @pytest.mark.asyncio
 async def test_open_session_pools_enough_connections_for_every_endpoint():
-    settings = Settings(strong=EndpointSettings(max_in_flight=100), target=EndpointSettings(max_in_flight=30))
-    async with open_session(settings) as s:
+    strong = EndpointSettings(max_in_flight=100)
+    async with open_session(strong, EndpointSettings(max_in_flight=30), strong) as s:
         assert s.connector is not None
         assert s.connector.limit == 130  # the judge shares the strong endpoint
 

@@ -191,7 +191,7 @@ def test_paraphrased_seeds_decode_to_near_duplicates_and_other_metadata_does_not
     """The property bench-dedup measures, with the real embedder on the benchmark's seeds:
     paraphrases (the same content words) whose skills came in another order decode to near
     duplicates (cosine >= 0.9) that are not exact ones; other metadata stays under 0.9."""
-    from agents.embeddings import MiniLMEmbedder
+    from agents.dedup.embeddings import MiniLMEmbedder
 
     seeds = [json.loads(line)["text"] for line in (ROOT / "examples" / "seeds-neardup.jsonl").read_text().splitlines()]
     texts, sets, orders = [], [], []
@@ -577,7 +577,7 @@ def test_chat_instructions_carry_what_real_ones_carry():
 def test_chat_instructions_differ_by_metadata_and_index():
     """Distinct texts for every metadata and index, and no near duplicates (the dedup stage's
     cosine 0.9 with the real embedder) between instructions of different metadata."""
-    from agents.embeddings import MiniLMEmbedder
+    from agents.dedup.embeddings import MiniLMEmbedder
 
     texts, owners = [], []
     for meta in _chat_metadata(SETS[0], rich=False):

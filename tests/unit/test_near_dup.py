@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.near_dup import Match, NearDupIndex
+from agents.dedup.index import Match, NearDupIndex
 
 
 def unit(*xs: float) -> np.ndarray:

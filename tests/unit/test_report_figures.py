@@ -644,7 +644,7 @@ def test_prompt_sets_compared_side_by_side_with_shares_and_ratios():
 
 
 def test_page_and_summary_show_cost_per_accepted_pair():
-    from streams.commands.report import cost_lines
+    from streams.cli.commands.report import cost_lines
     from streams.report.html import render
 
     records = [

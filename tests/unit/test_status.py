@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from streams.lag import build_report
+from streams.ops.consumer_lag import build_report
+from streams.ops.status_screen import parse_metrics, render_status
 from streams.settings import Settings, overlay
-from streams.status import parse_metrics, render_status
 
 METRICS = """
 # TYPE codeclm_records_total counter

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from schemas import AcceptedPair, DeadLetter, RejectedInstruction, derive_id
-from streams.audit import audit
-from streams.audit import render as render_audit
-from streams.feed import seed_from_text
+from streams.ops.conservation_audit import audit
+from streams.ops.conservation_audit import render as render_audit
+from streams.ops.seed_files import seed_from_text
+from streams.ops.seed_tree import build, render
 from streams.settings import Settings, overlay
-from streams.trace import build, render
 from tests.integration.reference import reference_run
 
 SEEDS = [seed_from_text(f"Write a short guide to topic {i} for new hires.") for i in range(4)]

@@ -9,10 +9,10 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from streams.lag import build_report
+from agents.pipeline import STAGE_INPUTS
+from streams.ops.consumer_lag import build_report
+from streams.runtime.http import InsecureBinding, authorized, build_app, check_binding, render_metrics
 from streams.settings import Settings, WorkerSettings, overlay
-from streams.topics import STAGE_INPUTS
-from streams.web import InsecureBinding, authorized, build_app, check_binding, render_metrics
 
 SETTINGS = overlay(Settings(), {"kafka": {"topic_prefix": "p."}, "worker": {"app_id": "app"}})
 REPORT = build_report(

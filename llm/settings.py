@@ -1,0 +1,39 @@
+"""The settings of one LLM endpoint (a section of streams.settings.Settings: strong, target, judge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class EndpointSettings(BaseModel):
+    """One OpenAI-compatible chat-completions endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="up to and including /v1")
+    model: str = "default"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = Field(default=None, description="a file holding the key (for secret mounts)")
+    max_in_flight: int = Field(default=64, ge=1, description="requests in flight to this endpoint")
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    max_tokens_cap: int | None = Field(
+        default=None, ge=1, description="never ask this endpoint for more completion tokens than this"
+    )
+    pause_when_down: bool = Field(
+        default=True, description="when the endpoint stops answering, wait for it instead of dead-lettering"
+    )
+    send_seed: bool = Field(
+        default=False, description="send the sample index as `seed` so sampling repeats (llama.cpp, vLLM, OpenAI)"
+    )
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip()
+        return None
