@@ -3,7 +3,7 @@ random moments, a second worker joins (a rebalance under load) and the broker is
 restarted once; afterwards every seed is accounted for and the de-duplicated topics hold
 exactly what a crash-free run produces.
 
-The guarantee under test (README, "Delivery guarantee"): at-least-once delivery with
+The guarantee under test (docs/delivery.md, "Delivery guarantee"): at-least-once delivery with
 deterministic ids. A record's offset is committed only after everything derived from it is on
 the broker (streams/runtime/ack_window.py), so a crash can only make a record be processed again, and
 a replay yields records with the same ids. So, de-duplicated by id, every topic holds each
