@@ -17,7 +17,7 @@ from agents import cost
 from agents.base import Emit, StageContext
 from llm.base import Completion, LLMError, Message
 from schemas import Instruction, JudgeVerdict, LLMCall, Metadata, MetadataSummary, Record, ScoredPair, Seed, derive_id
-from streams.settings import PipelineSettings
+from agents.settings import PipelineSettings
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,8 @@ def make_context(
     strong: ScriptedChatModel,
     target: ScriptedChatModel | None = None,
     judge: ScriptedChatModel | None = None,
+    *,
+    state: object = None,
     **pipeline: object,
 ) -> StageContext:
     return StageContext(
@@ -123,6 +125,7 @@ def make_context(
         target=target or ScriptedChatModel(model="target"),
         judge=judge or strong,
         pipeline=PipelineSettings(**pipeline),  # type: ignore[arg-type]
+        state=state,
     )
 
 
