@@ -28,6 +28,7 @@ def _strong() -> ScriptedChatModel:
                 "Rubric 1:": "Rubric 1: Form\nAction 1: Require a strict form",
                 "#Instruction#": "Improved Instruction: Write a sonnet about the harbour at dawn.",
                 "[The Start of Assistant 1's Answer]": "8 2",
+                "": "An answer.",  # the strong answer to an instruction
             }
         )
     )

@@ -1,0 +1,51 @@
+"""The LLM double: a stand-in for an OpenAI-compatible model server, for tests and benchmarks;
+not a model. It answers each pipeline prompt (encode, decode, rubrics, tailor, judge, answer)
+of both prompt sets with a deterministic, well-formed reply, and has knobs for latency, rate
+limits, server errors, hangs and malformed output, drawn from a seeded RNG so runs repeat.
+
+    python -m llm.double --port 8100 --latency-ms 200 --rate-429 0.05 --retry-after-s 1
+    python -m llm.double --style chat    # answers formatted as strong chat models write them
+
+By job: prompts.py reads a prompt (its kind, its fields); choices.py makes what the double
+says from it; plain.py and chat.py write that in the two styles; replies.py picks the reply
+(`answer_for`); faults.py holds the knobs and counters; server.py the aiohttp app; cli.py the
+command line. The names other modules use are re-exported here.
+"""
+
+from llm.double.chat import chat_decode_instructions, chat_rubric_pairs, chat_tailored_instruction
+from llm.double.choices import encode_fields, judge_scores, stable_hash
+from llm.double.cli import main
+from llm.double.faults import FIVE_XX_CYCLE, MALFORMED_TEXT, DoubleConfig, DoubleStats, draw_fault
+from llm.double.plain import decode_reply, encode_reply, rubrics_reply, tailor_reply
+from llm.double.prompts import KINDS, classify, classify_text, content_words
+from llm.double.replies import STYLES, answer_for
+from llm.double.server import LLMDouble, chat_body, count_tokens, truncate_words
+
+__all__ = [
+    "FIVE_XX_CYCLE",
+    "KINDS",
+    "MALFORMED_TEXT",
+    "STYLES",
+    "DoubleConfig",
+    "DoubleStats",
+    "LLMDouble",
+    "answer_for",
+    "chat_body",
+    "chat_decode_instructions",
+    "chat_rubric_pairs",
+    "chat_tailored_instruction",
+    "classify",
+    "classify_text",
+    "content_words",
+    "count_tokens",
+    "decode_reply",
+    "draw_fault",
+    "encode_fields",
+    "encode_reply",
+    "judge_scores",
+    "main",
+    "rubrics_reply",
+    "stable_hash",
+    "tailor_reply",
+    "truncate_words",
+]
