@@ -106,11 +106,11 @@ class Stage:
     dead-letter a record; the worker does that, so `deadletter` is never an output here."""
 
     name: str
-    does: str
     inputs: tuple[TopicName, ...]
     outputs: tuple[TopicName, ...]
     process: Callable[[Any, StageContext], Awaitable[list[Emit]]]
     roles: tuple[Role, ...] = ()
+    purposes: tuple[str, ...] = ()  # of its LLM calls (LLMCall.purpose), in the order it makes them
     open_state: Callable[[StageEnv], StageState] | None = None
 
     def __post_init__(self) -> None:
@@ -125,6 +125,34 @@ class Stage:
     def undeclared(self, emits: list[Emit]) -> list[str]:
         """The topics among `emits` this stage did not declare (a bug, never data)."""
         return [emit.topic for emit in emits if emit.topic not in self.outputs]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How one kind of call is asked: its temperature and completion tokens, how many asks an
+    unparsable answer gets, and the least temperature of a re-ask."""
+
+    temperature: float
+    max_tokens: int
+    attempts: int
+    reask_temperature: float
+
+    @classmethod
+    def generation(cls, p: PipelineSettings) -> Budget:
+        """encode, decode, rubrics and tailor."""
+        return cls(p.generation_temperature, p.max_tokens, p.parse_attempts, p.reask_temperature)
+
+    @classmethod
+    def answers(cls, p: PipelineSettings) -> Budget:
+        return cls(p.answer_temperature, p.answer_max_tokens, p.parse_attempts, p.reask_temperature)
+
+    @classmethod
+    def judge(cls, p: PipelineSettings) -> Budget:
+        return cls(p.judge_temperature, p.judge_max_tokens, p.parse_attempts, p.reask_temperature)
+
+    def temperature_of(self, attempt: int) -> float:
+        """A re-ask samples: a greedy one would repeat the unparsable answer."""
+        return self.temperature if attempt == 0 else max(self.temperature, self.reask_temperature)
 
 
 @dataclass(frozen=True)
@@ -154,33 +182,22 @@ async def ask(
     parse: Callable[[str], T | ParseFailure],
     *,
     purpose: str,
-    temperature: float,
-    max_tokens: int,
-    attempts: int,
-    reask_temperature: float,
+    budget: Budget,
     sample_base: int = 0,
 ) -> Asked[T]:
-    """Call `model` and parse its answer; an unparsable answer is asked again (next sample,
-    at `reask_temperature` at least: a greedy re-ask would repeat itself) up to `attempts`
-    times. Raises StageFailure when the LLM fails or nothing parses."""
+    """Call `model` and parse its answer; an unparsable answer is asked again (next sample)
+    up to `budget.attempts` times. Raises StageFailure when the LLM fails or nothing parses."""
     failure: ParseFailure | None = None
     calls: list[LLMCall] = []
-    for attempt in range(attempts):
-        completion = await _complete(
-            model,
-            messages,
-            purpose,
-            _temperature(temperature, reask_temperature, attempt),
-            max_tokens,
-            sample_base + attempt,
-        )
+    for attempt in range(budget.attempts):
+        completion = await _complete(model, messages, purpose, budget, attempt, sample_base + attempt)
         calls.append(llm_call(purpose, completion))
         parsed = parse(completion.text)
         if not isinstance(parsed, ParseFailure):
             return Asked(parsed, tuple(calls))
         failure = parsed
     assert failure is not None
-    raise _unparsable(purpose, failure, attempts)
+    raise _unparsable(purpose, failure, budget.attempts)
 
 
 async def ask_for_items(
@@ -191,23 +208,17 @@ async def ask_for_items(
     want: int,
     key: Callable[[T], Hashable],
     purpose: str,
-    temperature: float,
-    max_tokens: int,
-    attempts: int,
-    reask_temperature: float,
+    budget: Budget,
 ) -> Asked[tuple[T, ...]]:
     """`want` distinct items (by `key`), asking again for the ones still missing when an
-    answer brings fewer usable ones, up to `attempts` asks in all. Fewer than `want` after
-    that is what the model gave; none at all is a StageFailure."""
+    answer brings fewer usable ones, up to `budget.attempts` asks in all. Fewer than `want`
+    after that is what the model gave; none at all is a StageFailure."""
     items: list[T] = []
     seen: set[Hashable] = set()
     calls: list[LLMCall] = []
     failure: ParseFailure | None = None
-    for attempt in range(attempts):
-        missing = want - len(items)
-        completion = await _complete(
-            model, build(missing), purpose, _temperature(temperature, reask_temperature, attempt), max_tokens, attempt
-        )
+    for attempt in range(budget.attempts):
+        completion = await _complete(model, build(want - len(items)), purpose, budget, attempt, attempt)
         calls.append(llm_call(purpose, completion))
         parsed = parse(completion.text, want)
         if isinstance(parsed, ParseFailure):
@@ -221,19 +232,16 @@ async def ask_for_items(
             break
     if not items:
         assert failure is not None
-        raise _unparsable(purpose, failure, attempts)
+        raise _unparsable(purpose, failure, budget.attempts)
     return Asked(tuple(items), tuple(calls))
 
 
-def _temperature(temperature: float, reask_temperature: float, attempt: int) -> float:
-    return temperature if attempt == 0 else max(temperature, reask_temperature)
-
-
 async def _complete(
-    model: ChatModel, messages: list[Message], purpose: str, temperature: float, max_tokens: int, sample: int
+    model: ChatModel, messages: list[Message], purpose: str, budget: Budget, attempt: int, sample: int
 ) -> Completion:
+    temperature = budget.temperature_of(attempt)
     try:
-        return await model.complete(messages, temperature=temperature, max_tokens=max_tokens, sample=sample)
+        return await model.complete(messages, temperature=temperature, max_tokens=budget.max_tokens, sample=sample)
     except LLMError as exc:
         raise StageFailure(f"{purpose}: LLM call failed: {exc}", type(exc).__name__, exc.attempts) from exc
 

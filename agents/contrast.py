@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from agents.base import Emit, ParseFailure, Stage, StageContext, ask
+from agents.base import Budget, Emit, ParseFailure, Stage, StageContext, ask
 from agents.parsing import gather_or_fail, strip_emphasis
-from agents.prompt_sets import PromptSet, load_prompt_set
+from agents.prompt_sets import PAPER, PromptSet
 from llm.base import Message
-from schemas import Instruction, JudgeVerdict, ScoredPair, derive_id
+from schemas import Instruction, JudgeVerdict, ScoredPair, derive_id, made_from
 
-PAPER = load_prompt_set("paper")
 MIN_SCORE, MAX_SCORE = 1.0, 10.0
 
 _DENOMINATOR = re.compile(r"[ \t]*(?:/|out[ \t]+of)[ \t]*10(?![\d.])", re.I)
@@ -39,10 +38,7 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
                 answer,
                 parse_answer,
                 purpose=purpose,
-                temperature=p.answer_temperature,
-                max_tokens=p.answer_max_tokens,
-                attempts=p.parse_attempts,
-                reask_temperature=p.reask_temperature,
+                budget=Budget.answers(p),
             )
             for model, purpose in ((ctx.strong, "answer_strong"), (ctx.target, "answer_target"))
         )
@@ -60,11 +56,7 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
                 ),
                 parse_judge,
                 purpose="judge",
-                temperature=p.judge_temperature,
-                max_tokens=p.judge_max_tokens,
-                attempts=p.parse_attempts,
-                # a greedy judge asked again would give the same unparsable answer
-                reask_temperature=p.reask_temperature,
+                budget=Budget.judge(p),  # re-asks sample: a greedy judge would repeat itself
                 # Passes 0 and 2 send the same messages: a new sample range keeps them
                 # distinct calls (and cache entries) rather than one answer counted twice.
                 sample_base=(n // 2) * p.parse_attempts,
@@ -76,9 +68,7 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
     strong_score, target_score, gap = average(verdicts)
     scored = ScoredPair(
         id=derive_id("scored", instruction.id),
-        seed_id=instruction.seed_id,
-        parent_id=instruction.id,
-        root_id=instruction.root_id,
+        **made_from(instruction),
         iteration=instruction.iteration,
         instruction=instruction,
         strong_answer=strong.value,
@@ -95,11 +85,11 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
 
 STAGE = Stage(
     name="contrast",
-    does="an instruction -> both answers and the judge's scores",
     inputs=("basic", "tailored"),
     outputs=("scored",),
     process=process,
     roles=("strong", "target", "judge"),
+    purposes=("answer_strong", "answer_target", "judge"),
 )
 
 

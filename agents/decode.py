@@ -15,7 +15,7 @@ import re
 from functools import partial
 
 from agents import cost
-from agents.base import Emit, ParseFailure, Stage, StageContext, ask_for_items
+from agents.base import Budget, Emit, ParseFailure, Stage, StageContext, ask_for_items
 from agents.instruction_text import clean_item, list_items
 from agents.parsing import (
     PREAMBLE,
@@ -32,18 +32,14 @@ from agents.parsing import (
     unwrap_emphasis,
     word_count,
 )
-from agents.prompt_sets import ChatPrompt, PromptSet, load_prompt_set
+from agents.prompt_sets import PAPER, ChatPrompt, PromptSet
 from llm.base import Message
-from schemas import Instruction, LLMCall, Metadata, MetadataSummary, PromptSetRef, derive_id
-
-PAPER = load_prompt_set("paper")
-NO_EXAMPLES: frozenset[str] = frozenset()
+from schemas import Instruction, LLMCall, Metadata, MetadataSummary, PromptSetRef, derive_id, made_from
 
 
 async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
     p, prompts = ctx.pipeline, ctx.prompts
     copied_from = example_items(prompts.decode_rich if p.rich_metadata else prompts.decode)
-    asks = {"temperature": p.generation_temperature, "max_tokens": p.max_tokens, "attempts": p.parse_attempts}
     decoded, rubrics = await gather_or_fail(
         ask_for_items(
             ctx.strong,
@@ -52,8 +48,7 @@ async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
             want=p.instructions_per_metadata,
             key=normalise,
             purpose="decode",
-            reask_temperature=p.reask_temperature,
-            **asks,  # type: ignore[arg-type]
+            budget=Budget.generation(p),
         ),
         ask_for_items(
             ctx.strong,
@@ -62,8 +57,7 @@ async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
             want=p.rubrics_per_metadata,
             key=lambda pair: pair[0].casefold(),
             purpose="rubrics",
-            reask_temperature=p.reask_temperature,
-            **asks,  # type: ignore[arg-type]
+            budget=Budget.generation(p),
         ),
     )
     calls = (*decoded.calls, *rubrics.calls)
@@ -73,11 +67,11 @@ async def process(metadata: Metadata, ctx: StageContext) -> list[Emit]:
 
 STAGE = Stage(
     name="decode",
-    does="metadata -> N basic instructions, with k rubrics and their actions",
     inputs=("metadata",),
     outputs=("decoded",),
     process=process,
     roles=("strong",),
+    purposes=("decode", "rubrics"),
 )
 
 
@@ -119,7 +113,7 @@ def build_prompt(metadata: MetadataSummary, *, n: int, rich: bool = False, promp
     )
 
 
-def parse(text: str, *, n: int, copied_from: frozenset[str] = NO_EXAMPLES) -> tuple[str, ...] | ParseFailure:
+def parse(text: str, *, n: int, copied_from: frozenset[str] = frozenset()) -> tuple[str, ...] | ParseFailure:
     """Up to `n` instructions from a numbered (`1.`, `1)`, `(1)`, `Instruction 1:`) or, when
     nothing is numbered, bulleted list, each exactly as the model wrote it, without its
     wrapping (see `agents/instruction_text.py`). Drops empty and duplicate items, preambles
@@ -193,8 +187,7 @@ def build_instructions(
         out.append(
             Instruction(
                 id=instruction_id,
-                seed_id=metadata.seed_id,
-                parent_id=metadata.id,
+                **made_from(metadata),
                 root_id=instruction_id,
                 metadata_id=metadata.id,
                 iteration=1,

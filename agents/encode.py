@@ -12,7 +12,7 @@ import re
 from functools import partial
 from typing import Literal
 
-from agents.base import Emit, ParseFailure, Stage, StageContext, ask
+from agents.base import Budget, Emit, ParseFailure, Stage, StageContext, ask
 from agents.parsing import (
     LABEL_END,
     LABEL_START,
@@ -27,11 +27,9 @@ from agents.parsing import (
     unquote,
     word_count,
 )
-from agents.prompt_sets import PromptSet, load_prompt_set
+from agents.prompt_sets import PAPER, PromptSet
 from llm.base import Message
-from schemas import Metadata, MetadataSummary, Seed, derive_id
-
-PAPER = load_prompt_set("paper")
+from schemas import Metadata, MetadataSummary, Seed, derive_id, made_from
 
 # The paper asks for 2-3 words; longer values are prose, not a label's value.
 MAX_USE_CASE_WORDS = 12
@@ -86,15 +84,11 @@ async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
         build_prompt(seed.text, max_skills=p.max_skills, rich=p.rich_metadata, prompts=ctx.prompts),
         partial(parse, max_skills=p.max_skills, rich=p.rich_metadata),
         purpose="encode",
-        temperature=p.generation_temperature,
-        max_tokens=p.max_tokens,
-        attempts=p.parse_attempts,
-        reask_temperature=p.reask_temperature,
+        budget=Budget.generation(p),
     )
     metadata = Metadata(
         id=derive_id("meta", seed.id),
-        seed_id=seed.seed_id,
-        parent_id=seed.id,
+        **made_from(seed),
         seed_text=seed.text,
         metadata=asked.value,
         llm_calls=asked.calls,
@@ -104,12 +98,7 @@ async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
 
 
 STAGE = Stage(
-    name="encode",
-    does="a seed -> its metadata: one use case and a few skills",
-    inputs=("seeds",),
-    outputs=("metadata",),
-    process=process,
-    roles=("strong",),
+    name="encode", inputs=("seeds",), outputs=("metadata",), process=process, roles=("strong",), purposes=("encode",)
 )
 
 

@@ -13,7 +13,16 @@ from typing import Literal
 
 from agents import cost
 from agents.base import Emit, Stage, StageContext
-from schemas import AcceptedPair, CallTotals, PromptSetRef, Provenance, RejectedInstruction, ScoredPair, derive_id
+from schemas import (
+    AcceptedPair,
+    CallTotals,
+    PromptSetRef,
+    Provenance,
+    RejectedInstruction,
+    ScoredPair,
+    derive_id,
+    made_from,
+)
 
 Verdict = Literal["accept", "retry", "reject"]
 
@@ -28,13 +37,7 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
     return [Emit("rejected", rejected_instruction(scored, threshold=p.gap_threshold, max_iterations=p.max_iterations))]
 
 
-STAGE = Stage(
-    name="filter",
-    does="a scored pair -> accepted, another iteration, or rejected",
-    inputs=("scored",),
-    outputs=("accepted", "retry", "rejected"),
-    process=process,
-)
+STAGE = Stage(name="filter", inputs=("scored",), outputs=("accepted", "retry", "rejected"), process=process)
 
 
 def decide(gap: float, iteration: int, *, threshold: float, max_iterations: int) -> Verdict:
@@ -89,9 +92,7 @@ def accepted_pair(scored: ScoredPair, *, settings_hash: str, prompts: PromptSetR
     totals = cost.total(spent)
     return AcceptedPair(
         id=derive_id("pair", scored.root_id),  # one verdict per root, whatever the iteration
-        seed_id=scored.seed_id,
-        parent_id=scored.id,
-        root_id=scored.root_id,
+        **made_from(scored),
         iteration=scored.iteration,
         instruction=scored.instruction.text,
         response=scored.strong_answer if from_strong else scored.target_answer,
@@ -113,9 +114,7 @@ def accepted_pair(scored: ScoredPair, *, settings_hash: str, prompts: PromptSetR
 def rejected_instruction(scored: ScoredPair, *, threshold: float, max_iterations: int) -> RejectedInstruction:
     return RejectedInstruction(
         id=derive_id("rejected", scored.root_id),
-        seed_id=scored.seed_id,
-        parent_id=scored.id,
-        root_id=scored.root_id,
+        **made_from(scored),
         iteration=scored.iteration,
         instruction=scored.instruction.text,
         gap=scored.gap,

@@ -25,6 +25,11 @@ STAGES: tuple[Stage, ...] = (
 STAGE_BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGE_BY_NAME)
 STAGE_INPUTS: dict[str, tuple[TopicName, ...]] = {stage.name: stage.inputs for stage in STAGES}
+# The purposes of LLM calls (LLMCall.purpose) in pipeline order, the stage that makes each, and
+# the stages that call an LLM at all.
+PURPOSES: tuple[str, ...] = tuple(purpose for stage in STAGES for purpose in stage.purposes)
+STAGE_OF_PURPOSE: dict[str, str] = {purpose: stage.name for stage in STAGES for purpose in stage.purposes}
+LLM_STAGES: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.purposes)
 
 # Verdicts: each root instruction ends in exactly one of these (or a dead letter).
 TERMINAL_TOPICS: tuple[TopicName, ...] = ("accepted", "rejected", "duplicates", "deadletter")

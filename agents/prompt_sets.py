@@ -149,3 +149,6 @@ def _example(body: str, names: set[str]) -> tuple[dict[str, str], str]:
         elif line.strip():
             raise ValueError(f"an example line before any field: {line!r}")
     return {k: "\n".join(v).strip() for k, v in fields.items()}, answer.strip()
+
+
+PAPER = load_prompt_set("paper")  # the default set: what every prompt builder uses unless told otherwise

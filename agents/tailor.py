@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Sequence
 from functools import partial
 
 from agents import cost
-from agents.base import Emit, ParseFailure, Stage, StageContext, StageFailure, ask
+from agents.base import Budget, Emit, ParseFailure, Stage, StageContext, StageFailure, ask
 from agents.instruction_text import body_text, starts_closing_remark
 from agents.parsing import (
     PREAMBLE,
@@ -25,12 +26,9 @@ from agents.parsing import (
     unwrap_quotes,
     word_count,
 )
-from agents.prompt_sets import PromptSet, load_prompt_set
+from agents.prompt_sets import PAPER, PromptSet
 from llm.base import Message
-from schemas import Instruction, ScoredPair, derive_id
-
-PAPER = load_prompt_set("paper")
-NO_EXAMPLES: frozenset[str] = frozenset()
+from schemas import ScoredPair, derive_id, made_from
 
 # The label of the answer: "Improved Instruction:", "**New instruction:**", "#Improved Instruction#:",
 # "### Improved Instruction" (a heading, the value below), "Improved instruction - ...".
@@ -64,42 +62,30 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
         build_prompt(previous.text, action, prompts=ctx.prompts),
         partial(parse, original=previous.text, copied_from=example_answers(ctx.prompts)),
         purpose="tailor",
-        temperature=p.generation_temperature,
-        max_tokens=p.max_tokens,
-        attempts=p.parse_attempts,
-        reask_temperature=p.reask_temperature,
+        budget=Budget.generation(p),
     )
     iteration = previous.iteration + 1
-    tailored = Instruction(
-        id=derive_id("inst", previous.root_id, iteration),
-        seed_id=scored.seed_id,
-        parent_id=scored.id,
-        root_id=previous.root_id,
-        metadata_id=previous.metadata_id,
-        iteration=iteration,
-        index=previous.index,
-        siblings=previous.siblings,
-        text=asked.value,
-        metadata=previous.metadata,
-        rubrics=previous.rubrics,
-        actions=previous.actions,
-        applied_action=action,
-        applied_actions=(*used, action),
-        llm_calls=asked.calls,
-        seed_text=previous.seed_text,
-        prompts=ctx.prompts.ref,
-        upstream_cost=spent_before_next(scored),
+    # the next iteration of the same root: what it is about (metadata, rubrics, actions, index,
+    # siblings, seed text) carries over; what tailor made is new
+    tailored = previous.model_copy(
+        update={
+            "id": derive_id("inst", previous.root_id, iteration),
+            **made_from(scored),
+            "iteration": iteration,
+            "text": asked.value,
+            "applied_action": action,
+            "applied_actions": (*used, action),
+            "llm_calls": asked.calls,
+            "prompts": ctx.prompts.ref,
+            "upstream_cost": spent_before_next(scored),
+            "created_at": time.time(),
+        }
     )
     return [Emit("tailored", tailored)]
 
 
 STAGE = Stage(
-    name="tailor",
-    does="an instruction too easy -> a harder one, with one action",
-    inputs=("retry",),
-    outputs=("tailored",),
-    process=process,
-    roles=("strong",),
+    name="tailor", inputs=("retry",), outputs=("tailored",), process=process, roles=("strong",), purposes=("tailor",)
 )
 
 
@@ -130,7 +116,7 @@ def choose_action(actions: Sequence[str], *, seed: int, root_id: str, iteration:
     return unused[rng.randrange(len(unused))]
 
 
-def parse(text: str, *, original: str, copied_from: frozenset[str] = NO_EXAMPLES) -> str | ParseFailure:
+def parse(text: str, *, original: str, copied_from: frozenset[str] = frozenset()) -> str | ParseFailure:
     """The improved instruction, exactly as the model wrote it.
 
     With a label (`Improved Instruction:` in any case, bold, `#...#`, a heading, `New

@@ -18,6 +18,7 @@ from schemas.records import (
     ScoredPair,
     Seed,
     derive_id,
+    made_from,
     normalise_text,
     seed_id_for,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ScoredPair",
     "Seed",
     "derive_id",
+    "made_from",
     "normalise_text",
     "seed_id_for",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,6 +31,16 @@ def normalise_text(text: str) -> str:
 
 def seed_id_for(text: str) -> str:
     return derive_id("seed", normalise_text(text))
+
+
+def made_from(parent: Record) -> dict[str, Any]:
+    """The lineage fields of a record made from `parent`: its seed and its parent, and its
+    root when the parent has one (an instruction's iterations, their scores and verdicts)."""
+    fields: dict[str, Any] = {"seed_id": parent.seed_id, "parent_id": parent.id}
+    root_id = getattr(parent, "root_id", None)
+    if root_id is not None:
+        fields["root_id"] = root_id
+    return fields
 
 
 class Record(BaseModel):

@@ -9,17 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from schemas.records import (
-    AcceptedPair,
-    DeadLetter,
-    DuplicateInstruction,
-    Instruction,
-    Metadata,
-    Record,
-    RejectedInstruction,
-    ScoredPair,
-    Seed,
-)
+from schemas import records as r
 
 TopicName = Literal[
     "seeds",
@@ -39,29 +29,29 @@ TopicName = Literal[
 @dataclass(frozen=True)
 class TopicSpec:
     name: TopicName
-    record: type[Record]
+    record: type[r.Record]
     holds: str
     partitions: int | None = None  # None: kafka.partitions (the setting)
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("seeds", Seed, "seed instructions fed by the user"),
-    TopicSpec("metadata", Metadata, "use case and skills of each seed"),
+    TopicSpec("seeds", r.Seed, "seed instructions fed by the user"),
+    TopicSpec("metadata", r.Metadata, "use case and skills of each seed"),
     # one partition: one dedup consumer sees every new instruction, in order
-    TopicSpec("decoded", Instruction, "basic instructions, iteration 1, as decode made them", partitions=1),
-    TopicSpec("duplicates", DuplicateInstruction, "basic instructions too similar to one already kept, dropped"),
-    TopicSpec("basic", Instruction, "basic instructions, iteration 1, that go on to contrast"),
-    TopicSpec("tailored", Instruction, "harder instructions, iteration 2+"),
-    TopicSpec("scored", ScoredPair, "instructions with strong and target answers and judge scores"),
-    TopicSpec("retry", ScoredPair, "scored pairs whose gap was too small, sent back to tailor"),
-    TopicSpec("accepted", AcceptedPair, "the sink: instruction-response pairs to train on"),
-    TopicSpec("rejected", RejectedInstruction, "instructions still too easy after the last iteration"),
-    TopicSpec("deadletter", DeadLetter, "records that could not be processed, with the reason"),
+    TopicSpec("decoded", r.Instruction, "basic instructions, iteration 1, as decode made them", partitions=1),
+    TopicSpec("duplicates", r.DuplicateInstruction, "basic instructions too similar to one already kept, dropped"),
+    TopicSpec("basic", r.Instruction, "basic instructions, iteration 1, that go on to contrast"),
+    TopicSpec("tailored", r.Instruction, "harder instructions, iteration 2+"),
+    TopicSpec("scored", r.ScoredPair, "instructions with strong and target answers and judge scores"),
+    TopicSpec("retry", r.ScoredPair, "scored pairs whose gap was too small, sent back to tailor"),
+    TopicSpec("accepted", r.AcceptedPair, "the sink: instruction-response pairs to train on"),
+    TopicSpec("rejected", r.RejectedInstruction, "instructions still too easy after the last iteration"),
+    TopicSpec("deadletter", r.DeadLetter, "records that could not be processed, with the reason"),
 )
 assert tuple(t.name for t in TOPICS) == get_args(TopicName), "TopicName lists the topics in table order"
 
 TOPIC_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
 
 
-def record_type(topic: str) -> type[Record]:
+def record_type(topic: str) -> type[r.Record]:
     return TOPIC_BY_NAME[topic].record

@@ -64,12 +64,7 @@ async def process(instruction: Instruction, ctx: StageContext) -> list[Emit]:
 
 
 STAGE = Stage(
-    name="dedup",
-    does="a basic instruction -> kept, or dropped as a near duplicate of one already kept",
-    inputs=("decoded",),
-    outputs=("basic", "duplicates"),
-    process=process,
-    open_state=open_state,
+    name="dedup", inputs=("decoded",), outputs=("basic", "duplicates"), process=process, open_state=open_state
 )
 
 __all__ = ["STAGE", "DedupState", "Deduplicator", "duplicate_record", "open_state", "process"]

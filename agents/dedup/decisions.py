@@ -19,7 +19,7 @@ from typing import Any
 from agents.base import Emit
 from agents.dedup.embeddings import Embed
 from agents.dedup.index import Match, NearDupIndex, text_key
-from schemas import DuplicateInstruction, Instruction, derive_id
+from schemas import DuplicateInstruction, Instruction, derive_id, made_from
 
 CatchUp = Callable[[], Awaitable[list[Instruction]]]
 EMBED_BATCH = 16  # texts per embedding call: a short hold of the worker thread, then the loop runs
@@ -28,9 +28,7 @@ EMBED_BATCH = 16  # texts per embedding call: a short hold of the worker thread,
 def duplicate_record(instruction: Instruction, match: Match, threshold: float | None) -> DuplicateInstruction:
     return DuplicateInstruction(
         id=derive_id("duplicate", instruction.root_id),  # one verdict per root, like accepted/rejected
-        seed_id=instruction.seed_id,
-        parent_id=instruction.id,
-        root_id=instruction.root_id,
+        **made_from(instruction),
         metadata_id=instruction.metadata_id,
         instruction=instruction.text,
         duplicate_of=match.duplicate_of,

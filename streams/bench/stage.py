@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agents.base import StageContext
 from agents.pipeline import STAGE_BY_NAME, STAGE_INPUTS
@@ -29,7 +29,7 @@ from streams.bench.pipeline import bench_seeds
 from streams.bench.samples import percentile
 from streams.bench.stack import Stack, wait_until_consuming
 from streams.kafka.admin import client_options, ensure_topics
-from streams.kafka.topic_io import produce_all
+from streams.kafka.topic_io import end_offsets, produce_all, read_messages
 from streams.settings import Settings
 
 # What each stage may write (filter's verdicts, the others' one topic, dead letters).
@@ -115,24 +115,12 @@ async def output_times(
 ) -> list[float]:
     """Broker timestamps (seconds) of the stage's outputs, once `expected` of them are there."""
     names = [settings.topic(n) for n in (*STAGE_BY_NAME[stage].outputs, "deadletter")]
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in names for p in range(settings.kafka.partitions)]
-        deadline = time.monotonic() + timeout
-        while sum((await consumer.end_offsets(partitions)).values()) < expected:
-            if time.monotonic() > deadline or not alive():
-                raise RuntimeError(f"{stage}: fewer than {expected} outputs after {timeout:.0f}s")
-            await asyncio.sleep(0.2)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        stamps: list[float] = []
-        while len(stamps) < expected:
-            batch = await consumer.getmany(timeout_ms=1000)
-            stamps += [m.timestamp / 1000 for messages in batch.values() for m in messages]
-        return sorted(stamps)
-    finally:
-        await consumer.stop()
+    deadline = time.monotonic() + timeout
+    while sum((await end_offsets(settings.kafka, names)).values()) < expected:
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"{stage}: fewer than {expected} outputs after {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+    return sorted([m.timestamp / 1000 async for m in read_messages(settings.kafka, names)])
 
 
 def rate_of(name: str, stamps: list[float], cpu_s: float) -> StageRate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from typing import Any, Literal, get_args, get_origin
@@ -18,14 +19,9 @@ CONNECTION_FLAGS: dict[str, tuple[str, str]] = {
     "bootstrap": ("kafka", "bootstrap_servers"),
     "topic_prefix": ("kafka", "topic_prefix"),
     "partitions": ("kafka", "partitions"),
-    "strong_url": ("strong", "base_url"),
-    "strong_model": ("strong", "model"),
-    "strong_max_in_flight": ("strong", "max_in_flight"),
-    "target_url": ("target", "base_url"),
-    "target_model": ("target", "model"),
-    "target_max_in_flight": ("target", "max_in_flight"),
-    "judge_url": ("judge", "base_url"),
-    "judge_model": ("judge", "model"),
+    **{f"{role}_url": (role, "base_url") for role in ("strong", "target", "judge")},
+    **{f"{role}_model": (role, "model") for role in ("strong", "target", "judge")},
+    **{f"{role}_max_in_flight": (role, "max_in_flight") for role in ("strong", "target")},
     "in_flight_per_stage": ("worker", "in_flight_per_stage"),
     "log_level": ("worker", "log_level"),
 }
@@ -55,6 +51,13 @@ def add_settings_flags(parser: argparse.ArgumentParser, pipeline: bool = True) -
                 choices=choices,
                 help=f"{info.description or name} (default {info.default})",
             )
+
+
+def settings_quietly(args: argparse.Namespace) -> Settings:
+    """The settings, for a command that talks to Kafka on the user's behalf: aiokafka's warnings
+    about errors it retries (a new topic's leader not known yet) are not the user's business."""
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    return settings_from_args(args)
 
 
 def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:

@@ -253,24 +253,27 @@ class EmbeddedBroker:
             time.sleep(0.2)
         if pid_alive(pid):
             self.log(f"broker (pid {pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
-            os.kill(pid, signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.1)
-        if self._process is not None:
-            self._process.wait()
-            self._process = None
+            self._kill_and_reap(pid)
+        self._reap()
         return True
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (for tests of what survives one)."""
         pid = self.running_pid()
         if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            while pid_alive(pid):
-                time.sleep(0.1)
-            if self._process is not None:
-                self._process.wait()
-                self._process = None
+            self._kill_and_reap(pid)
+
+    def _kill_and_reap(self, pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+        while pid_alive(pid):
+            time.sleep(0.1)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Collect our own child's exit status, so it leaves no zombie behind."""
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
 
     # -- helpers ---------------------------------------------------------------------------
     def _prepare_state(self) -> BrokerState:

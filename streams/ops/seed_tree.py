@@ -18,21 +18,11 @@ from schemas import (
     ScoredPair,
     Seed,
 )
+from schemas.topics import TOPICS
 
-# Topics that say something about a seed's tree (the retry topic repeats scored pairs;
-# `decoded` holds every basic instruction, `basic` the ones dedup kept).
-TRACE_TOPICS = (
-    "seeds",
-    "metadata",
-    "decoded",
-    "duplicates",
-    "tailored",
-    "scored",
-    "retry",
-    "accepted",
-    "rejected",
-    "deadletter",
-)
+# Topics that say something about a seed's tree: all but `basic` (`decoded` holds every basic
+# instruction, `basic` only the ones dedup kept; `retry` tells which iterations went back).
+TRACE_TOPICS = tuple(t.name for t in TOPICS if t.name != "basic")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agents.pipeline import LLM_STAGES, STAGE_OF_PURPOSE
 from schemas import (
     AcceptedPair,
     DeadLetter,
@@ -27,35 +28,12 @@ from schemas import (
     ScoredPair,
     normalise_text,
 )
+from schemas.topics import TOPICS
 from streams.ops.dead_letter_replay import reason_kind
 from streams.report.pair_cost import PairCostFigures, pair_cost_figures
 
 # Topics the report reads, in pipeline order (those the broker's topic list lacks are skipped).
-REPORT_TOPICS = (
-    "seeds",
-    "metadata",
-    "decoded",
-    "basic",
-    "duplicates",
-    "tailored",
-    "scored",
-    "retry",
-    "accepted",
-    "rejected",
-    "deadletter",
-)
-
-# LLMCall.purpose -> the stage that spent it.
-STAGE_OF_PURPOSE = {
-    "encode": "encode",
-    "decode": "decode",
-    "rubrics": "decode",
-    "tailor": "tailor",
-    "answer_strong": "contrast",
-    "answer_target": "contrast",
-    "judge": "contrast",
-}
-STAGE_ORDER = ("encode", "decode", "contrast", "tailor")
+REPORT_TOPICS = tuple(t.name for t in TOPICS)
 # Stages whose calls a root costs once decode has made it (what a dropped duplicate saves).
 AFTER_DECODE = frozenset({"contrast", "tailor"})
 # Topics whose records carry the LLM calls that made them; the same id on two of them (an
@@ -355,7 +333,7 @@ def stage_of(call: LLMCall) -> str:
 
 
 def stage_costs(calls: Iterable[LLMCall]) -> list[StageCost]:
-    costs: dict[str, StageCost] = {s: StageCost(s) for s in STAGE_ORDER}
+    costs: dict[str, StageCost] = {s: StageCost(s) for s in LLM_STAGES}
     latencies: dict[str, list[float]] = {}
     for call in calls:
         stage = stage_of(call)

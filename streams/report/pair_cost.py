@@ -21,19 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from agents.pipeline import PURPOSES, STAGE_OF_PURPOSE
 from schemas import AcceptedPair, CallTotals, LLMCall
 
-# Purposes in pipeline order, and the stage (worker agent) that makes each call.
-PURPOSES = ("encode", "decode", "rubrics", "tailor", "answer_strong", "answer_target", "judge")
-STAGE_OF_PURPOSE = {
-    "encode": "encode",
-    "decode": "decode",
-    "rubrics": "decode",
-    "tailor": "tailor",
-    "answer_strong": "contrast",
-    "answer_target": "contrast",
-    "judge": "contrast",
-}
 TOTAL = "total"
 
 

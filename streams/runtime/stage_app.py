@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import faust
@@ -27,7 +27,7 @@ from agents.base import Emit, Stage, StageContext, StageEnv, StageFailure, Stage
 from llm.base import ChatModel
 from llm.cache import CALL_SCOPE, AnswerCache, CachedChatModel
 from llm.client import build_clients, open_session
-from schemas import DeadLetter, Record, derive_id
+from schemas import DeadLetter, Record, derive_id, made_from
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
 from schemas.codec import decode as decode_record
 from schemas.codec import encode as encode_record
@@ -196,7 +196,7 @@ class StageRunner:
         try:
             record = decode_record(self.declaration.record, raw)
         except DecodeError as exc:
-            await self.send([self._dead_letter_unreadable(message, raw, exc)])
+            await self.send([self._dead_letter_unreadable(message, exc)])
             metrics.RECORDS.labels(self.stage, "dead_lettered").inc()
             return
         context = await self.resources.stage_context(self.stage)
@@ -274,52 +274,37 @@ class StageRunner:
         return counters
 
     def _dead_letter(self, record: Record, message, failure: StageFailure) -> Emit:
-        text, encoding, cut = kept_original(message.value)
         log.warning("%s: dead-lettering %s: %s", self.stage, record.id, failure.reason)
-        return Emit(
-            "deadletter",
-            DeadLetter(
-                id=derive_id("dead", self.stage, record.id),
-                seed_id=record.seed_id,
-                parent_id=record.id,
-                root_id=getattr(record, "root_id", None),
-                record_id=record.id,
-                stage=self.stage,
-                reason=failure.reason + cut,
-                error_class=failure.error_class,
-                attempts=failure.attempts,
-                source_topic=message.topic,
-                source_partition=message.partition,
-                source_offset=message.offset,
-                original=text,
-                original_encoding=encoding,
-            ),
+        return self._letter(
+            message,
+            id=derive_id("dead", self.stage, record.id),
+            reason=failure.reason,
+            error_class=failure.error_class,
+            attempts=failure.attempts,
+            **made_from(record),
+            record_id=record.id,
         )
 
-    def _dead_letter_unreadable(self, message, raw: bytes | None, exc: DecodeError) -> Emit:
-        text, encoding, cut = kept_original(raw)
-        log.warning(
-            "%s: dead-lettering unreadable record at %s[%s]@%s: %s",
-            self.stage,
-            message.topic,
-            message.partition,
-            message.offset,
-            exc,
-        )
+    def _dead_letter_unreadable(self, message, exc: DecodeError) -> Emit:
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.warning("%s: dead-lettering unreadable record at %s: %s", self.stage, where, exc)
+        dead_id = derive_id("dead", self.stage, message.topic, message.partition, message.offset)
+        return self._letter(message, id=dead_id, reason=str(exc), error_class=exc.error_class, seed_id="")
+
+    def _letter(self, message, *, reason: str, **fields: Any) -> Emit:
+        """A dead letter of this stage for `message`, with where it came from and its bytes."""
+        text, encoding, cut = kept_original(message.value)
         return Emit(
             "deadletter",
             DeadLetter(
-                id=derive_id("dead", self.stage, message.topic, message.partition, message.offset),
-                seed_id="",
-                parent_id=None,
                 stage=self.stage,
-                reason=str(exc) + cut,
-                error_class=exc.error_class,
+                reason=reason + cut,
                 source_topic=message.topic,
                 source_partition=message.partition,
                 source_offset=message.offset,
                 original=text,
                 original_encoding=encoding,
+                **{"parent_id": None, **fields},
             ),
         )
 

@@ -15,9 +15,9 @@ from typing import TypeVar
 
 from agents import cost
 from agents.base import Emit, StageContext
+from agents.settings import PipelineSettings
 from llm.base import Completion, LLMError, Message
 from schemas import Instruction, JudgeVerdict, LLMCall, Metadata, MetadataSummary, Record, ScoredPair, Seed, derive_id
-from agents.settings import PipelineSettings
 
 
 @dataclass(frozen=True)

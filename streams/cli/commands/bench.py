@@ -11,15 +11,17 @@ from streams.settings import PipelineSettings
 PROMPT_SETS = get_args(PipelineSettings.model_fields["prompts"].annotation)
 
 
+SUMMARY = "benchmark the pipeline against the LLM double (calls/s vs the M/L bound, CPU, memory, cost)"
+DETAILS = (
+    "Starts the embedded broker (or uses --bootstrap), one LLM double per endpoint and the "
+    "workers, feeds seeds and prints calls/s against the bound M/L, latency, CPU and memory of the "
+    "workers, scale-out, one stage against a plain aiokafka loop, and the cost per accepted pair. "
+    "Pipeline numbers (instructions per metadata, iterations, ...) come from CODECLM_PIPELINE__*."
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmark the pipeline against the LLM double (calls/s vs the M/L bound, CPU, memory, cost)",
-        description="Starts the embedded broker (or uses --bootstrap), one LLM double per endpoint and the "
-        "workers, feeds seeds and prints calls/s against the bound M/L, latency, CPU and memory of the "
-        "workers, scale-out, one stage against a plain aiokafka loop, and the cost per accepted pair. "
-        "Pipeline numbers (instructions per metadata, iterations, ...) come from CODECLM_PIPELINE__*.",
-    )
+    p = sub.add_parser("bench", help=SUMMARY, description=DETAILS)
     p.add_argument("--quick", action="store_true", help="small runs (under 2 minutes) that prove the benchmark works")
     p.add_argument("--seeds", type=int, help="seeds per pipeline run (default 300; quick 12)")
     p.add_argument(

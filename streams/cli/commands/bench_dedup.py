@@ -7,17 +7,19 @@ import argparse
 import json
 from pathlib import Path
 
+SUMMARY = (
+    "LLM calls saved by the near-duplicate filter (pipeline with the LLM double: dedup off, exact, exact + embeddings)"
+)
+DETAILS = (
+    "Starts the embedded broker (or uses --bootstrap), runs the seeds through the whole pipeline "
+    "with the LLM double three times (dedup off, the exact pass only, exact + embeddings), and prints the LLM "
+    "calls of each run, the instructions "
+    "dropped by method, the calls saved, and the embedding pass alone on the seed texts."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench-dedup",
-        help="LLM calls saved by the near-duplicate filter (pipeline with the LLM double: dedup off, exact, exact + "
-        "embeddings)",
-        description="Starts the embedded broker (or uses --bootstrap), runs the seeds through the whole pipeline "
-        "with the LLM double three times (dedup off, the exact pass only, exact + embeddings), and prints the LLM "
-        "calls of each run, the instructions "
-        "dropped by method, the calls saved, and the embedding pass alone on the seed texts.",
-    )
+    p = sub.add_parser("bench-dedup", help=SUMMARY, description=DETAILS)
     p.add_argument("--seeds-file", type=Path, help="JSONL of seeds (default examples/seeds-neardup.jsonl)")
     p.add_argument("--instructions-per-metadata", type=int, help="default 3")
     p.add_argument("--max-iterations", type=int, help="default 2")

@@ -10,14 +10,15 @@ import sys
 
 from streams.cli import add_settings_flags, settings_from_args
 
+SUMMARY = "summarise dead letters, list them, or replay chosen ones into their stage"
+DETAILS = (
+    "Without options: a summary by stage, error class and reason. Filters (--stage, "
+    "--reason-contains, --error-class) narrow --list and --replay-stage."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "deadletter",
-        help="summarise dead letters, list them, or replay chosen ones into their stage",
-        description="Without options: a summary by stage, error class and reason. Filters (--stage, "
-        "--reason-contains, --error-class) narrow --list and --replay-stage.",
-    )
+    p = sub.add_parser("deadletter", help=SUMMARY, description=DETAILS)
     p.add_argument("--list", action="store_true", help="one line per dead letter (id, stage, error class, reason)")
     p.add_argument("--replay", nargs="+", metavar="ID", help="replay these dead letters")
     p.add_argument("--replay-stage", metavar="STAGE", help="replay every dead letter of this stage (with the filters)")

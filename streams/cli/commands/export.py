@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from streams.cli import add_settings_flags, settings_from_args
+from streams.cli import add_settings_flags, settings_quietly
+
+SUMMARY = "write accepted pairs as chat-messages, Alpaca or ShareGPT JSONL"
+DETAILS = (
+    "Reads the sink topic under your consumer group (resuming where it left off) or from the "
+    "beginning, and writes each pair once (de-duplicated by pair id, also against the lines already in --out)."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write accepted pairs as chat-messages, Alpaca or ShareGPT JSONL",
-        description="Reads the sink topic under your consumer group (resuming where it left off) or from the "
-        "beginning, and writes each pair once (de-duplicated by pair id, also against the lines already in --out).",
-    )
+    p = sub.add_parser("export", help=SUMMARY, description=DETAILS)
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument(
         "--group", help="consumer group of this exporter: resumes where it left off, commits after writing"
@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retried errors are not the user's business
+    settings = settings_quietly(args)
     try:
-        return asyncio.run(_run(settings_from_args(args), args))
+        return asyncio.run(_run(settings, args))
     except BrokenPipeError:  # `codeclm export ... | head`: the reader is gone; nothing was committed past it
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

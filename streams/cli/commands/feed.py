@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 import threading
@@ -13,18 +12,20 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from streams.cli import add_settings_flags, settings_from_args
+from streams.cli import add_settings_flags, settings_quietly
 
 SHOWN_BAD_LINES = 20  # more are counted and dead-lettered, not printed
 
 
+SUMMARY = "send seed instructions from a JSONL, CSV, Parquet or text file, or - for standard input"
+DETAILS = (
+    "Bad lines are reported with their line number and sent to the dead-letter topic; "
+    "seeds already on the seeds topic (same normalised text) are skipped."
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "feed",
-        help="send seed instructions from a JSONL, CSV, Parquet or text file, or - for standard input",
-        description="Bad lines are reported with their line number and sent to the dead-letter topic; "
-        "seeds already on the seeds topic (same normalised text) are skipped.",
-    )
+    p = sub.add_parser("feed", help=SUMMARY, description=DETAILS)
     p.add_argument("file", help="input file, or - for standard input")
     p.add_argument(
         "--format",
@@ -45,9 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams.ops.seed_files import FeedError
 
-    # aiokafka warns about errors it retries (a new topic's leader not known yet): not the user's business.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    settings = settings_from_args(args)
+    settings = settings_quietly(args)
     try:
         return asyncio.run(_run(settings, args))
     except FeedError as exc:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.cli import add_settings_flags, settings_from_args
+from streams.cli import add_settings_flags, settings_quietly
 from streams.settings import Settings, overlay
 
 if TYPE_CHECKING:
@@ -21,13 +20,15 @@ if TYPE_CHECKING:
     from streams.report.pair_cost import PairCostFigures
 
 
+SUMMARY = "write an HTML report and a JSON summary of a run (distributions, diversity, gaps, cost)"
+DETAILS = (
+    "Reads the run's topics from the beginning (no consumer group: nothing is committed) and writes "
+    "report.html (plots inline, no network needed to open it) and report.json to --out."
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="write an HTML report and a JSON summary of a run (distributions, diversity, gaps, cost)",
-        description="Reads the run's topics from the beginning (no consumer group: nothing is committed) and writes "
-        "report.html (plots inline, no network needed to open it) and report.json to --out.",
-    )
+    p = sub.add_parser("report", help=SUMMARY, description=DETAILS)
     p.add_argument("--out", default="codeclm-report", help="output directory (default ./codeclm-report)")
     p.add_argument("--since", help="only records created at or after this time (ISO 8601 or unix seconds)")
     p.add_argument("--until", help="only records created before this time (ISO 8601 or unix seconds)")
@@ -41,8 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams.report.collect import parse_time
 
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    settings = settings_from_args(args)
+    settings = settings_quietly(args)
     if args.similarity_threshold is not None:
         settings = overlay(settings, {"dedup": {"similarity_threshold": args.similarity_threshold}})
     try:

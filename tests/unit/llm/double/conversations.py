@@ -4,14 +4,12 @@ prompts of both prompt sets, and the text the double reads from a conversation."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from agents import decode, encode
 from agents.prompt_sets import PROMPT_SETS, load_prompt_set
 from llm.double.prompts import classify_text
 from schemas import MetadataSummary
-
-ROOT = Path(__file__).resolve().parents[4]
+from tests.paths import ROOT
 
 
 def user(text: str) -> list[dict[str, str]]:

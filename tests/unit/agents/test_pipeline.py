@@ -4,19 +4,17 @@ table agree, and the lower layers never reach up into streams/."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
 from agents import contrast, decode, dedup, encode, tailor
 from agents import filter as filter_stage
 from agents.base import Emit, Stage
-from agents.dedup import DedupState, Deduplicator
+from agents.dedup import Deduplicator, DedupState
 from agents.pipeline import CONSERVATION_TOPICS, STAGE_BY_NAME, STAGES, TERMINAL_TOPICS, topic_table
 from schemas.topics import TOPICS, record_type
+from tests.paths import ROOT
 from tests.unit.fakes import ScriptedChatModel, by_marker, instruction, make_context, metadata, scored, seed
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _strong() -> ScriptedChatModel:
@@ -74,12 +72,12 @@ def test_a_stage_that_emits_an_undeclared_topic_is_caught() -> None:
 
 def test_a_stage_whose_inputs_hold_different_records_is_refused() -> None:
     with pytest.raises(ValueError, match="inputs hold different records"):
-        Stage(name="x", does="", inputs=("seeds", "metadata"), outputs=(), process=encode.process)
+        Stage(name="x", inputs=("seeds", "metadata"), outputs=(), process=encode.process)
 
 
 def test_the_stages_run_in_pipeline_order_and_every_topic_is_accounted_for() -> None:
     assert [s.name for s in STAGES] == ["encode", "decode", "dedup", "contrast", "filter", "tailor"]
-    assert [encode.STAGE, decode.STAGE, dedup.STAGE, contrast.STAGE, filter_stage.STAGE, tailor.STAGE] == list(STAGES)
+    assert list(STAGES) == [encode.STAGE, decode.STAGE, dedup.STAGE, contrast.STAGE, filter_stage.STAGE, tailor.STAGE]
     rows = {row.spec.name: row for row in topic_table()}
     assert list(rows) == [t.name for t in TOPICS]
     for name, row in rows.items():
@@ -109,3 +107,16 @@ def test_the_lower_layers_never_import_streams(package: str) -> None:
             )
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n == "streams" or n.startswith("streams.")]
     assert offenders == []
+
+
+def test_the_readme_pipeline_table_says_what_the_stages_declare() -> None:
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`agents/"):
+            name = cells[0].strip("`/").removeprefix("agents/").removesuffix(".py")
+            rows[name] = (
+                tuple(t.strip("` ") for t in cells[1].split(",")),
+                tuple(t.strip("` ") for t in cells[2].split(",")),
+            )
+    assert rows == {stage.name: (stage.inputs, stage.outputs) for stage in STAGES}

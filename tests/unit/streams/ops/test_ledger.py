@@ -2,7 +2,7 @@
 
 from schemas import DeadLetter, RejectedInstruction
 from streams.ops.ledger import Ledger
-from tests.unit.test_schemas import INSTRUCTION, RECORDS
+from tests.unit.schemas.test_records import INSTRUCTION, RECORDS
 
 
 def basic(index: int, siblings: int = 2):

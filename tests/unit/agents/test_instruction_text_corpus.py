@@ -14,7 +14,6 @@ check that each parses back unchanged.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from hypothesis import strategies as st
 from agents import contrast, decode, encode, tailor
 from agents.base import ParseFailure
 from agents.parsing import normalise
+from tests.paths import FIXTURES
 
-CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "chat_answers"
+CORPUS = FIXTURES / "chat_answers"
 STAGES = ("encode", "decode", "rubrics", "tailor", "judge")
 MIN_CASES = 12
 

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agents.dedup.embeddings import MiniLMEmbedder, missing_packages
+from tests.paths import FIXTURES
 
-REFERENCE = json.loads((Path(__file__).parent.parent / "fixtures" / "minilm_reference.json").read_text())
+REFERENCE = json.loads((FIXTURES / "minilm_reference.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from llm.base import Completion
 from llm.cache import CACHE_LOOKUPS, CALL_SCOPE, AnswerCache, CachedChatModel, KeyFilter, cache_key
+from tests.paths import ROOT
 from tests.unit.fakes import ScriptedChatModel
 
 MESSAGES = [{"role": "user", "content": "Name three prime numbers."}]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

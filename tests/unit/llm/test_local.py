@@ -24,8 +24,7 @@ from llm.local import (
     log_tail,
     server_command,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def test_server_command():

@@ -423,10 +423,11 @@ async def test_a_truncated_answer_is_returned_as_is_and_counted(double, session)
 
 @pytest.mark.asyncio
 async def test_unparsable_output_is_asked_again_then_dead_lettered(double, session):
-    from agents.base import StageFailure
+    from agents.base import Budget, StageFailure
     from agents.base import ask as stage_ask
     from agents.contrast import parse_judge
 
+    BUDGET = Budget(temperature=0.0, max_tokens=64, attempts=3, reask_temperature=0.7)
     client = client_for(double, session)
     double.configure(rate_malformed=1.0, max_faults=1)  # one garbled answer, then good ones
     judge_prompt = [
@@ -437,10 +438,7 @@ async def test_unparsable_output_is_asked_again_then_dead_lettered(double, sessi
         judge_prompt,
         parse_judge,
         purpose="judge",
-        temperature=0.0,
-        max_tokens=64,
-        attempts=3,
-        reask_temperature=0.7,
+        budget=BUDGET,
     )
     # the garbled answer was paid for too: both calls are on the record
     assert [c.attempts for c in asked.calls] == [1, 1] and double.stats()["calls"] == 2
@@ -452,10 +450,7 @@ async def test_unparsable_output_is_asked_again_then_dead_lettered(double, sessi
             judge_prompt,
             parse_judge,
             purpose="judge",
-            temperature=0.0,
-            max_tokens=64,
-            attempts=3,
-            reask_temperature=0.7,
+            budget=BUDGET,
         )
     assert caught.value.error_class == "ParseFailure" and caught.value.attempts == 3
     assert "lorem ipsum" in caught.value.reason  # the raw answer is kept
