@@ -1,5 +1,6 @@
-"""The aiohttp client of OpenAI-compatible chat-completions endpoints (OpenAI, vLLM, Ollama,
-llama.cpp server, LiteLLM, the LLM double).
+"""The aiohttp client of chat endpoints: OpenAI's chat completions (OpenAI, vLLM, Ollama,
+llama.cpp server, LiteLLM, the LLM double), Azure OpenAI and Anthropic's Messages API; how each
+wants its requests is `llm/wire.py`.
 
 One `OpenAIChatClient` per endpoint, all sharing one `aiohttp.ClientSession` that their owner
 opens and closes. How each kind of failure is met:
@@ -12,7 +13,15 @@ opens and closes. How each kind of failure is met:
   When they run out and nothing answered during the last two tries, the endpoint is down: the
   call waits, and callers probe one at a time until it answers, then all go on. When other
   calls got answers meanwhile, this request itself is the problem and it fails (a dead letter).
-- Other 4xx: fail at once. A body over `max_response_bytes`: fails at once, with that reason.
+- A 400 that teaches the wire (the endpoint takes `max_completion_tokens`, or no temperature):
+  the request is sent again as the endpoint wants it, and so is every later one.
+- A configuration the endpoint refuses (401, 403, 404, or a 400 that every call gets): one
+  error in the log and `codeclm_llm_endpoint_refused`, and calls wait instead of failing their
+  records; one call tries again every `refused_probe_s`, and the first that succeeds lets the
+  others go (or the worker restarts with the fix). Nothing is dead-lettered for it.
+- A 400 about the request's own content (its prompt over the context length, a content
+  filter): that call fails, and its record is dead-lettered with the reason. Other 4xx: fail
+  at once. A body over `max_response_bytes`: fails at once, with that reason.
 - `finish_reason=length`: the truncated text is returned as is (the stage parsers take what
   is complete; a judge's scores come first) and counted in `codeclm_llm_truncated_total`.
 """
@@ -27,65 +36,29 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import aiohttp
 import orjson
-from pydantic import SecretStr
 
 from llm import metrics
 from llm.base import Completion, LLMError, Message
-from llm.flow import AdaptiveLimit, Outage
-from llm.metrics import CONCURRENCY_LIMIT, ENDPOINT_DOWN, TRUNCATED
+from llm.flow import AdaptiveLimit, Outage, Refusal
+from llm.metrics import CONCURRENCY_LIMIT, ENDPOINT_DOWN, ENDPOINT_REFUSED, TRUNCATED
 from llm.settings import EndpointSettings
+from llm.wire import ErrorBody, error_body, is_record_fault, wire_for
 
 log = logging.getLogger("codeclm.llm")
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 529})  # 529: Anthropic overloaded
+RETRY_AFTER_STATUSES = frozenset({429, 503, 529})
+REFUSING_STATUSES = frozenset({401, 403, 404})  # every call would get these: the configuration
+# How long a call that got an ambiguous 400 waits for other calls to tell whether the endpoint
+# refuses everyone (they fail too) or only this request (they succeed).
+AMBIGUOUS_400_WAIT_S = 10.0
 _BODY_SNIPPET = 300  # characters of an error body kept in messages: enough to see why
 # A chat answer within any sane max_tokens is a few KB; far more is a broken server, and
 # keeping it would make records the broker refuses.
 MAX_RESPONSE_BYTES = 256 * 1024
-
-
-class MalformedResponseError(ValueError):
-    """A 200 response whose body holds no usable answer (not JSON, no choices, no content).
-    Servers under load emit these now and then, so the client retries them."""
-
-
-def parse_chat_response(body: Any, *, latency_s: float, attempts: int, fallback_model: str = "") -> Completion:
-    """Turn a chat-completions JSON body into a Completion; raise MalformedResponseError when
-    it carries no answer. Missing usage counts as 0 tokens (some local servers omit it)."""
-    if not isinstance(body, dict):
-        raise MalformedResponseError(f"body is a {type(body).__name__}, not an object")
-    choices = body.get("choices")
-    if not isinstance(choices, list):
-        raise MalformedResponseError("body has no choices list")
-    if not choices:
-        raise MalformedResponseError("empty choices")
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str):
-        raise MalformedResponseError("choices[0].message.content is missing")
-    raw_usage = body.get("usage")
-    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
-    model = body.get("model")
-    finish_reason = choice.get("finish_reason")
-    return Completion(
-        text=content,
-        model=model if isinstance(model, str) and model else fallback_model,
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
-        latency_s=latency_s,
-        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        attempts=attempts,
-    )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def backoff_delay(retry: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -124,7 +97,7 @@ def redact(text: str, secret: str | None) -> str:
 class _Attempt:
     """How one request ended: a completion, or a failure and whether to retry it."""
 
-    __slots__ = ("completion", "reason", "retry_after_s", "retryable", "sent_at", "status")
+    __slots__ = ("completion", "error", "reason", "retry_after_s", "retryable", "sent_at", "status")
 
     def __init__(
         self,
@@ -134,12 +107,14 @@ class _Attempt:
         status: int | None = None,
         retryable: bool = False,
         retry_after_s: float | None = None,
+        error: ErrorBody | None = None,
     ):
         self.completion = completion
         self.reason = reason
         self.status = status
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.error = error or ErrorBody(reason)  # what the body of an error response said
         self.sent_at = 0.0  # when it got its slot and went out (the flow-control clock)
 
 
@@ -160,25 +135,36 @@ class OpenAIChatClient:
         self.role = role  # strong, target or judge: the label of this client's metrics
         self._endpoint = endpoint
         self._session = session
-        self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
         # Read once: a key file is not re-read per request. SecretStr keeps it out of reprs.
         key = endpoint.key()
-        self._key = SecretStr(key) if key else None
+        self._wire = wire_for(endpoint, key)
+        # Everything to redact from what comes back: the key and the custom headers' values.
+        self._secrets = [s for s in (key, *(v.get_secret_value() for v in endpoint.headers.values())) if s]
         self._limit = AdaptiveLimit(endpoint.max_in_flight)
         self._outage = Outage()
+        self._refusal = Refusal()
         self._pause_when_down = endpoint.pause_when_down if pause_when_down is None else pause_when_down
         self._max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=endpoint.timeout_s)
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._in_flight = 0
-        self._request_headers = self._headers()
         CONCURRENCY_LIMIT.labels(role).set(endpoint.max_in_flight)
         ENDPOINT_DOWN.labels(role).set(0)
 
     @property
     def model(self) -> str:
-        return self._endpoint.model
+        return self._endpoint.model or ""
+
+    @property
+    def token_parameter(self) -> str:
+        """How this endpoint takes the completion budget (learned from its 400, where it told)."""
+        return self._wire.token_parameter
+
+    @property
+    def refused(self) -> str | None:
+        """What the endpoint said while it refuses the configuration, else None."""
+        return self._refusal.reason
 
     @property
     def in_flight(self) -> int:
@@ -202,30 +188,36 @@ class OpenAIChatClient:
     ) -> Completion:
         # `sample` tells otherwise equal calls apart (for caches); with `send_seed` it also
         # becomes the request's sampling seed, so a rerun draws the same answers.
-        payload: dict[str, Any] = {
-            "model": self._endpoint.model,
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": min(max_tokens, self._endpoint.max_tokens_cap or max_tokens),
-        }
-        if self._endpoint.send_seed:
-            payload["seed"] = sample
-        body = orjson.dumps(payload)  # once for every attempt; orjson: a few times cheaper than json
+        max_tokens = min(max_tokens, self._endpoint.max_tokens_cap or max_tokens)
+
+        def body() -> bytes:
+            return self._wire.body(messages, temperature=temperature, max_tokens=max_tokens, sample=sample)
+
+        request = body()
         attempt = failures = 0
         sent_at = self._limit.now()
         while True:
+            if self._refusal.refused:
+                await self._refusal.turn(self._endpoint.refused_probe_s, self._sleep)
             if self._outage.down:
                 await self._outage.turn(self._probe_delay, self._sleep)
                 if not self._outage.down:
                     failures = 0  # it is back: what failed during the outage does not count
             attempt += 1
-            outcome = await self._attempt(body, attempt)
+            outcome = await self._attempt(request, attempt)
             previous_sent_at, sent_at = sent_at, outcome.sent_at
             if outcome.completion is not None:
                 return outcome.completion
             if not outcome.retryable:
+                lesson = self._wire.learn(outcome.status, outcome.error)
+                if lesson is not None:
+                    log.warning("%s: %s answered %s; %s", self.role, self._endpoint.base_url, outcome.reason, lesson)
+                    request = body()
+                    continue
+                if await self._refuses(outcome):
+                    continue  # wait, at the top, until the endpoint takes the configuration
                 break
-            if outcome.status == 429:
+            if outcome.status in (429, 529):
                 if self._limit.on_overload(sent_at):
                     CONCURRENCY_LIMIT.labels(self.role).set(self._limit.current)
                     log.info("%s: rate limited; at most %d requests in flight now", self.model, self._limit.current)
@@ -263,6 +255,36 @@ class OpenAIChatClient:
             retryable=outcome.retryable,
         )
 
+    async def _refuses(self, outcome: _Attempt) -> bool:
+        """Whether this failure is the endpoint refusing the configuration (then the call
+        waits) rather than this request (then it fails, and its record is dead-lettered)."""
+        status = outcome.status
+        if status is None or is_record_fault(status, outcome.error):
+            return False
+        if status in REFUSING_STATUSES or self._refusal.refused:
+            self._refuse(outcome)
+            return True
+        if status != 400 or self._refusal.succeeded_since(outcome.sent_at):
+            return False  # others succeed meanwhile: this request's own fault
+        if self._refusal.rejected():
+            self._refuse(outcome)
+            return True
+        await self._refusal.news(AMBIGUOUS_400_WAIT_S)  # do other calls fail too?
+        return self._refusal.refused
+
+    def _refuse(self, outcome: _Attempt) -> None:
+        reason = outcome.reason
+        if not self._refusal.refuse(outcome.status, reason):
+            return
+        ENDPOINT_REFUSED.labels(self.role, str(outcome.status), reason[:120]).set(1)
+        log.error(
+            "%s endpoint %s (model %s) refuses the configuration: %s. Check %s. Its calls wait, and "
+            "nothing is dead-lettered for it, until it answers (one try every %.0fs) or the worker "
+            "restarts with the fix.",
+            self.role, self._endpoint.base_url, self.model, reason,
+            refusal_hint(self.role, outcome.status, outcome.error), self._endpoint.refused_probe_s,
+        )  # fmt: skip
+
     def _probe_delay(self, probes: int) -> float:
         """Between probes of a down endpoint: growing to backoff_max_s, with some jitter."""
         e = self._endpoint
@@ -275,12 +297,6 @@ class OpenAIChatClient:
             return min(retry_after_s, e.backoff_max_s * 4)
         return backoff_delay(retry, base_s=e.backoff_base_s, max_s=e.backoff_max_s, rng=self._rng)
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._key is not None:
-            headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
-        return headers
-
     async def _attempt(self, body: bytes, attempt: int) -> _Attempt:
         outcome = await self._attempt_once(body, attempt)
         if outcome.completion is not None or (outcome.status is not None and not outcome.retryable):
@@ -291,6 +307,11 @@ class OpenAIChatClient:
                 log.warning("%s: endpoint %s answers again after %.0fs", self.model, self._endpoint.base_url, was_down)
         if outcome.completion is not None:
             c = outcome.completion
+            lifted = self._refusal.succeeded()
+            if lifted is not None:
+                status, reason = lifted
+                ENDPOINT_REFUSED.remove(self.role, str(status), (reason or "")[:120])
+                log.warning("%s endpoint %s takes the configuration again", self.role, self._endpoint.base_url)
             self._limit.on_success()
             CONCURRENCY_LIMIT.labels(self.role).set(self._limit.current)
             if c.finish_reason == "length":
@@ -319,7 +340,7 @@ class OpenAIChatClient:
         started = time.monotonic()
         try:
             async with self._session.post(
-                self._url, data=body, headers=self._request_headers, timeout=self._timeout
+                self._wire.url, data=body, headers=self._wire.headers, timeout=self._timeout
             ) as response:
                 status = response.status
                 raw = await self._read_capped(response)
@@ -336,17 +357,17 @@ class OpenAIChatClient:
             metrics.IN_FLIGHT.labels(self.role).dec()
         latency_s = time.monotonic() - started
         if status != 200:
+            error = error_body(raw)
             return _Attempt(
-                reason=f"HTTP {status}: {self._clean(raw.decode('utf-8', 'replace'))}",
+                reason=f"HTTP {status}: {self._clean(error.message or raw.decode('utf-8', 'replace'))}",
                 status=status,
                 retryable=status in RETRYABLE_STATUSES,
                 retry_after_s=parse_retry_after(retry_after) if status in RETRY_AFTER_STATUSES else None,
+                error=ErrorBody(self._clean(error.message), error.type, error.param, error.code),
             )
         try:
             answer = orjson.loads(raw)
-            completion = parse_chat_response(
-                answer, latency_s=latency_s, attempts=attempt, fallback_model=self._endpoint.model
-            )
+            completion = self._wire.completion(answer, latency_s=latency_s, attempts=attempt)
         except ValueError as exc:  # JSONDecodeError and MalformedResponseError
             return _Attempt(reason=f"malformed response: {self._clean(str(exc))}", status=status, retryable=True)
         return _Attempt(completion=completion)
@@ -364,9 +385,24 @@ class OpenAIChatClient:
         return bytes(body)
 
     def _clean(self, text: str) -> str:
-        # Redact before cutting, so no cut can leave part of the key behind.
-        text = redact(" ".join(text.split()), self._key.get_secret_value() if self._key else None)
-        return text[:_BODY_SNIPPET]
+        # Redact before cutting, so no cut can leave part of a secret behind.
+        text = " ".join(text.split())
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return redact(text, None)[:_BODY_SNIPPET]
+
+
+def refusal_hint(role: str, status: int | None, error: ErrorBody) -> str:
+    """What to change, by what the endpoint said."""
+    env = f"CODECLM_{role.upper()}__"
+    if status == 401:
+        return f"the API key ({env}API_KEY or {env}API_KEY_FILE; azure and anthropic need {env}PROVIDER)"
+    if status == 403:
+        return f"whether the key may use the model ({env}API_KEY, {env}MODEL)"
+    if status == 404:
+        return f"the model and the URL ({env}MODEL is it served at {env}BASE_URL?)"
+    what = f"the parameter '{error.param}'" if error.param else "the request's parameters"
+    return f"{what}: the endpoint refuses it on every call ({env}PROVIDER, {env}TOKEN_PARAMETER, the pipeline settings)"
 
 
 def build_clients(

@@ -1,5 +1,6 @@
-"""Flow control of one LLM endpoint: how many requests may be in flight (AIMD), and whether
-the endpoint is down (then one request at a time probes it while the others wait).
+"""Flow control of one LLM endpoint: how many requests may be in flight (AIMD), whether the
+endpoint is down, and whether it refuses the configuration (in both cases one request at a
+time tries it while the others wait).
 
 Both are plain asyncio objects with no I/O, so the client's policy can be tested alone.
 """
@@ -7,6 +8,7 @@ Both are plain asyncio objects with no I/O, so the client's policy can be tested
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -129,3 +131,75 @@ class Outage:
                 return
             self.probes += 1
             await sleep(delay(self.probes - 1))  # type: ignore[misc]
+
+
+class Refusal:
+    """Whether an endpoint refuses the configuration: a wrong key, a model it does not know, a
+    parameter it never takes. Every call would fail the same way, so instead of failing (and
+    dead-lettering) record after record, calls wait; one at a time, every `delay`, a caller
+    tries again; the first success lifts the refusal and the others go on at once.
+
+    A 401, 403 or 404 refuses at once. A 400 that is not about the request's own content is
+    ambiguous: it refuses when `REJECTIONS_TO_REFUSE` calls in a row got one with no success
+    between them; a call that got one while others succeeded failed on its own record.
+    """
+
+    REJECTIONS_TO_REFUSE = 3
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self.last_success = -math.inf
+        self.reason: str | None = None  # what the endpoint said, while it refuses
+        self.status: int | None = None
+        self.probes = 0
+        self.rejections = 0  # ambiguous 400s in a row since the last success
+        self._turn = asyncio.Lock()
+        self._news = asyncio.Event()
+
+    @property
+    def refused(self) -> bool:
+        return self.reason is not None
+
+    def succeeded(self) -> tuple[int | None, str] | None:
+        """A call succeeded. Returns (status, reason) of the refusal this lifts, if any."""
+        self.last_success = self._clock()
+        self.rejections = 0
+        lifted = (self.status, self.reason) if self.reason is not None else None
+        self.reason, self.status, self.probes = None, None, 0
+        self._tell()
+        return lifted
+
+    def succeeded_since(self, t: float) -> bool:
+        return self.last_success >= t
+
+    def refuse(self, status: int | None, reason: str) -> bool:
+        """Returns True when this starts a refusal (False when the endpoint already refuses)."""
+        started = self.reason is None
+        self.reason, self.status = reason, status
+        if started:
+            self.probes = 0
+        self._tell()
+        return started
+
+    def rejected(self) -> bool:
+        """An ambiguous 400. Returns True when it makes `REJECTIONS_TO_REFUSE` in a row."""
+        self.rejections += 1
+        self._tell()
+        return self.rejections >= self.REJECTIONS_TO_REFUSE
+
+    async def news(self, timeout: float) -> None:
+        """Wait until a call succeeds or is refused, or `timeout` seconds pass."""
+        self._news.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._news.wait(), timeout)
+
+    async def turn(self, delay: float, sleep: Callable[[float], object]) -> None:
+        """Wait for this caller's turn to try; returns at once when the endpoint does not refuse."""
+        async with self._turn:
+            if self.reason is None:
+                return
+            self.probes += 1
+            await sleep(delay)  # type: ignore[misc]
+
+    def _tell(self) -> None:
+        self._news.set()

@@ -37,6 +37,13 @@ ENDPOINT_DOWN = Gauge(
     ["role"],
     registry=None,
 )
+ENDPOINT_REFUSED = Gauge(
+    "codeclm_llm_endpoint_refused",
+    "1 while an endpoint refuses the configuration (a wrong key, an unknown model, a parameter it never "
+    "takes) and its calls wait; the labels say what it answered",
+    ["role", "status", "reason"],
+    registry=None,
+)
 TRUNCATED = Counter(
     "codeclm_llm_truncated_total",
     "Answers cut at max_tokens (finish_reason=length), used as they are",
@@ -50,7 +57,18 @@ CACHE_LOOKUPS = Counter(
     registry=None,
 )
 
-ALL = (CALLS, FAILURES, LATENCY, TOKENS, IN_FLIGHT, CONCURRENCY_LIMIT, ENDPOINT_DOWN, TRUNCATED, CACHE_LOOKUPS)
+ALL = (
+    CALLS,
+    FAILURES,
+    LATENCY,
+    TOKENS,
+    IN_FLIGHT,
+    CONCURRENCY_LIMIT,
+    ENDPOINT_DOWN,
+    ENDPOINT_REFUSED,
+    TRUNCATED,
+    CACHE_LOOKUPS,
+)
 
 
 def outcome_of(status: int | None, reason: str) -> str:

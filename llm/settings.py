@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+Provider = Literal["openai", "azure", "anthropic"]
+
 
 class EndpointSettings(BaseModel):
-    """One OpenAI-compatible chat-completions endpoint."""
+    """One chat endpoint: OpenAI's chat completions (OpenAI itself and every server that speaks
+    it: vLLM, Ollama, llama.cpp, a LiteLLM proxy), Azure OpenAI, or Anthropic's Messages API."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -29,6 +33,26 @@ class EndpointSettings(BaseModel):
     )
     send_seed: bool = Field(
         default=False, description="send the sample index as `seed` so sampling repeats (llama.cpp, vLLM, OpenAI)"
+    )
+    provider: Provider = Field(
+        default="openai",
+        description="openai: OpenAI's chat completions, as OpenAI, vLLM, Ollama, llama.cpp and LiteLLM serve them; "
+        "azure: Azure OpenAI (base_url up to /openai/deployments/<deployment>, the api-key header); "
+        "anthropic: Anthropic's Messages API (base_url https://api.anthropic.com/v1)",
+    )
+    api_version: str | None = Field(
+        default=None, description="azure: the api-version query (default 2024-10-21); anthropic: anthropic-version"
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="extra headers on every request (a gateway's key, an organisation id)"
+    )
+    token_parameter: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        default="auto",
+        description="how to send the completion budget; auto: max_tokens until the endpoint says it wants "
+        "max_completion_tokens (OpenAI's reasoning and newer models), then that",
+    )
+    refused_probe_s: float = Field(
+        default=60.0, gt=0, description="while the endpoint refuses the configuration, one call tries it this often"
     )
 
     def key(self) -> str | None:

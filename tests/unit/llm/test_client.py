@@ -15,17 +15,16 @@ from pydantic import SecretStr
 
 from llm.base import LLMError
 from llm.client import (
-    MalformedResponseError,
     OpenAIChatClient,
     backoff_delay,
     build_clients,
     open_session,
-    parse_chat_response,
     parse_retry_after,
     redact,
 )
 from llm.double import DoubleConfig, LLMDouble, chat_body
 from llm.local import free_port
+from llm.wire import MalformedResponseError, parse_chat_response
 from streams.settings import EndpointSettings
 
 MESSAGES = [{"role": "user", "content": "What is a monad?"}]
