@@ -1,6 +1,6 @@
-"""The double's knobs and counters: DoubleConfig (latency, fault rates, test aids, style),
-`draw_fault` (which fault one uniform draw lands on), what the content faults send, and
-DoubleStats (what /stats reports)."""
+"""The double's knobs and counters: DoubleConfig (latency, fault rates, test aids, style, the
+providers' quirks it emulates), `draw_fault` (which fault one uniform draw lands on), what the
+content faults send, and DoubleStats (what /stats reports)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm.double.prompts import KINDS
+from llm.double.providers import AUTH_STYLES, TOKEN_PARAMETERS
 from llm.double.replies import STYLES
 
 MALFORMED_TEXT = "lorem ipsum ??? <|garbled|> ~~ ::"
@@ -38,13 +39,40 @@ class DoubleConfig:
     # Test aids beyond faults drawn at random:
     max_faults: int | None = None  # stop drawing faults after this many ("fail 3 times, then answer")
     force_status: int | None = None  # every chat request gets this status (400, 401, 404, ...)
-    api_key: str | None = None  # when set, requests must carry "Authorization: Bearer <api_key>"
+    api_key: str | None = None  # when set, requests must carry this key (where `auth` says)
     echo_headers: bool = False  # error bodies echo the request headers, as careless servers do
     style: str = "plain"  # "plain": tidy answers; "chat": formatted as strong chat models write them
+    # Providers' quirks, each refused with the provider's own body (llm/double/providers.py):
+    # "any" takes max_tokens or max_completion_tokens; "max_completion_tokens" refuses
+    # max_tokens (OpenAI's newer models); "max_tokens" refuses max_completion_tokens (old vLLM).
+    token_parameter: str = "any"
+    fixed_temperature: bool = False  # refuse a temperature other than 1 (OpenAI's reasoning models)
+    known_models: list[str] | None = None  # None: any model answers; else others get 404 (Azure: deployments)
+    context_tokens: int | None = None  # a prompt of more tokens (words) than this gets the context-length 400
+    # Where /v1/chat/completions wants api_key: "bearer" (Authorization: Bearer, OpenAI),
+    # "api-key" (Azure), "x-api-key" (Anthropic); Azure's and Anthropic's endpoints use their own.
+    auth: str = "bearer"
+    # Headers every request to a provider endpoint must carry, as a gateway demands: missing 401, other value 403.
+    require_headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}: {self.style!r}")
+        if self.token_parameter not in TOKEN_PARAMETERS:
+            raise ValueError(f"token_parameter must be one of {', '.join(TOKEN_PARAMETERS)}: {self.token_parameter!r}")
+        if self.auth not in AUTH_STYLES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_STYLES)}: {self.auth!r}")
+        if self.known_models is not None:
+            if isinstance(self.known_models, str) or not all(isinstance(m, str) for m in self.known_models):
+                raise ValueError(f"known_models is a list of model names: {self.known_models!r}")
+            self.known_models = list(self.known_models)
+        if self.context_tokens is not None and (isinstance(self.context_tokens, bool) or self.context_tokens < 1):
+            raise ValueError(f"context_tokens is a positive number of tokens: {self.context_tokens!r}")
+        headers = self.require_headers
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ValueError(f"require_headers maps header names to values: {headers!r}")
         rates = self.fault_rates()
         if any(not 0.0 <= r <= 1.0 for r in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1: {rates}")
