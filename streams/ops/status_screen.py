@@ -33,6 +33,8 @@ class WorkerFigures:
     tokens: dict[str, float] = field(default_factory=dict)  # prompt, completion
     latency_sum: dict[str, float] = field(default_factory=dict)  # role -> seconds
     latency_count: dict[str, float] = field(default_factory=dict)
+    refused: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (status, what it said)
+    down: set[str] = field(default_factory=set)  # roles whose endpoint does not answer
 
     @property
     def llm_total(self) -> float:
@@ -68,6 +70,10 @@ def parse_metrics(text: str, taken_at: float) -> WorkerFigures:
                 figures.latency_sum[labels["role"]] = value
             elif s.name == "codeclm_llm_latency_seconds_count":
                 figures.latency_count[labels["role"]] = value
+            elif s.name == "codeclm_llm_endpoint_refused" and value == 1:
+                figures.refused[labels["role"]] = (labels["status"], labels["reason"])
+            elif s.name == "codeclm_llm_endpoint_down" and value == 1:
+                figures.down.add(labels["role"])
     figures.llm_requests.update(requests)
     return figures
 
@@ -114,6 +120,13 @@ def render_status(
         lines.append(f"worker: not reachable ({worker_error}); counters unknown")
     if lag_error:
         lines.append(f"broker: lag unknown ({lag_error})")
+    if now is not None:
+        for role, (status, reason) in sorted(now.refused.items()):
+            lines.append(
+                f"{role} endpoint REFUSES the configuration (HTTP {status}): {reason}; "
+                "its calls wait: fix the setting and restart the worker (see the worker log)"
+            )
+        lines.extend(f"{role} endpoint DOWN: its calls wait until it answers" for role in sorted(now.down))
     lines.append("")
     lines.append(f"{'STAGE':<9} {'RATE/s':>8} {'PROCESSED':>10} {'ERRORS':>7} {'IN-FLIGHT':>9} {'LAG':>8}")
     for stage in STAGE_INPUTS:

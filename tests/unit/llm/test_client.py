@@ -24,6 +24,7 @@ from llm.client import (
 )
 from llm.double import DoubleConfig, LLMDouble, chat_body
 from llm.local import free_port
+from llm.metrics import ENDPOINT_REFUSED
 from llm.wire import MalformedResponseError, parse_chat_response
 from streams.settings import EndpointSettings
 
@@ -46,13 +47,14 @@ async def double():
 
 
 def client_for(
-    double: LLMDouble, session: aiohttp.ClientSession, *, pause_when_down: bool = True, **overrides
+    double: LLMDouble, session: aiohttp.ClientSession, *, pause_when_down: bool = True, role: str = "llm", **overrides
 ) -> OpenAIChatClient:
     assert double.base_url is not None
     return OpenAIChatClient(
         EndpointSettings(base_url=double.base_url, model="strong", **{**FAST, **overrides}),
         session,
         pause_when_down=pause_when_down,
+        role=role,
     )
 
 
@@ -224,16 +226,119 @@ async def test_connection_refused_is_retried_then_raised(session):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("status", [400, 401, 404, 422])
-async def test_client_errors_fail_at_once(double, session, status):
-    double.configure(force_status=status)
+async def test_an_unprocessable_request_fails_at_once(double, session):
+    double.configure(force_status=422)
 
     with pytest.raises(LLMError) as caught:
         await ask(client_for(double, session))
 
-    assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (status, 1, False)
-    assert f"HTTP {status}" in str(caught.value)
+    assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (422, 1, False)
+    assert "HTTP 422" in str(caught.value)
     assert double.stats()["calls"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_prompt_over_the_context_length_fails_its_record_at_once(double, session):
+    double.configure(context_tokens=3)
+
+    with pytest.raises(LLMError) as caught:
+        await ask(client_for(double, session))
+
+    assert (caught.value.status, caught.value.attempts) == (400, 1)
+    assert "maximum context length is 3 tokens" in str(caught.value)
+    assert double.stats()["calls"] == 1
+
+
+def refused(role: str = "strong") -> list[tuple[str, ...]]:
+    """The label sets of the refusal gauge now set for `role`."""
+    return [
+        tuple(sample.labels.values())
+        for metric in ENDPOINT_REFUSED.collect()
+        for sample in metric.samples
+        if sample.labels.get("role") == role and sample.value == 1
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("status", "knob"), [(401, {"api_key": SECRET}), (404, {"known_models": ["other-model"]})])
+async def test_a_refused_configuration_makes_calls_wait_not_fail_until_it_is_fixed(
+    double, session, caplog, status, knob
+):
+    caplog.set_level(logging.INFO, logger="codeclm.llm")
+    double.configure(**knob)
+    client = client_for(
+        double, session, role="strong", refused_probe_s=0.05, api_key=SecretStr("sk-wrong-key-0123456789")
+    )
+    calls = [asyncio.ensure_future(ask(client)) for _ in range(5)]
+    await asyncio.sleep(0.5)
+
+    assert not any(c.done() for c in calls)  # waiting, not failing their records
+    assert client.refused is not None and f"HTTP {status}" in client.refused
+    assert [label[1] for label in refused()] == [str(status)]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "refuses the configuration" in errors[0].getMessage()
+    assert ("API key" if status == 401 else "CODECLM_STRONG__MODEL") in errors[0].getMessage()
+    tries = double.stats()["calls"]
+    assert tries < 5 + 0.5 / 0.05 + 5  # one try per probe interval, not a storm
+
+    double.configure(api_key=None, known_models=None)  # the configuration is fixed
+    completions = await asyncio.wait_for(asyncio.gather(*calls), 5)
+    assert all(c.text for c in completions)
+    assert client.refused is None and refused() == []
+    assert "sk-wrong-key-0123456789" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_400_every_call_gets_is_a_refusal_and_one_that_others_do_not_get_fails_its_record(
+    double, session, monkeypatch
+):
+    monkeypatch.setattr("llm.client.AMBIGUOUS_400_WAIT_S", 0.2)
+    client = client_for(double, session, refused_probe_s=0.05)
+    double.configure(force_status=400)
+    calls = [asyncio.ensure_future(ask(client)) for _ in range(4)]
+    await asyncio.sleep(0.5)
+    assert not any(c.done() for c in calls) and client.refused is not None  # three in a row: refused
+    double.configure(force_status=None)
+    await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    # alone, with no other call to tell, an ambiguous 400 fails its own record after a short wait
+    double.configure(force_status=400)
+    with pytest.raises(LLMError) as caught:
+        await ask(client)
+    assert caught.value.status == 400 and client.refused is None
+
+
+@pytest.mark.asyncio
+async def test_the_endpoint_that_takes_max_completion_tokens_is_learned_once(double, session, caplog):
+    caplog.set_level(logging.WARNING, logger="codeclm.llm")
+    double.configure(token_parameter="max_completion_tokens")
+    client = client_for(double, session)
+    assert client.token_parameter == "max_tokens"
+
+    first = await ask(client, max_tokens=7)
+    assert client.token_parameter == "max_completion_tokens"
+    assert double.last_request["max_completion_tokens"] == 7 and "max_tokens" not in double.last_request
+    await asyncio.gather(*(ask(client) for _ in range(3)))
+
+    assert first.attempts == 2 and double.stats()["by_status"] == {"200": 4, "400": 1}  # one 400, ever
+    assert len([r for r in caplog.records if "max_completion_tokens" in r.getMessage()]) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_endpoint_that_takes_no_temperature_gets_none(double, session):
+    double.configure(fixed_temperature=True)
+    client = client_for(double, session)
+    await ask(client)
+    await ask(client)
+    assert "temperature" not in double.last_request
+    assert double.stats()["by_status"] == {"200": 2, "400": 1}
+
+
+@pytest.mark.asyncio
+async def test_a_configured_token_parameter_is_sent_from_the_first_call(double, session):
+    double.configure(token_parameter="max_completion_tokens")
+    await ask(client_for(double, session, token_parameter="max_completion_tokens"))
+    assert double.stats()["by_status"] == {"200": 1}
 
 
 # ---------------------------------------------------------------- concurrency
@@ -295,19 +400,22 @@ async def test_the_key_never_appears_in_errors_or_logs(session, tmp_path, caplog
     caplog.set_level(logging.DEBUG, logger="codeclm.llm")
     key_file = tmp_path / "key"
     key_file.write_text(SECRET + "\n")
-    async with LLMDouble(DoubleConfig(api_key="another-key", echo_headers=True)) as double:
-        client = client_for(double, session, api_key_file=key_file, pause_when_down=False)
-        with pytest.raises(LLMError) as rejected:  # 401, body echoing our Authorization header
-            await ask(client)
-        double.configure(api_key=None, rate_5xx=1.0)
+    async with LLMDouble(DoubleConfig(api_key="another-key-0123456789", echo_headers=True)) as double:
+        client = client_for(double, session, api_key_file=key_file, pause_when_down=False, refused_probe_s=0.05)
+        waiting = asyncio.ensure_future(ask(client))  # 401, body echoing our Authorization header
+        await asyncio.sleep(0.3)
+        refusal = client.refused
+        double.configure(api_key=None)
+        await asyncio.wait_for(waiting, 5)
+        double.configure(rate_5xx=1.0)
         with pytest.raises(LLMError) as failed:  # 500s echoing headers, logged on each retry
             await ask(client)
 
-    assert rejected.value.status == 401
+    assert refusal is not None and "HTTP 401" in refusal
     assert failed.value.attempts == FAST["max_retries"] + 1
-    assert "Bearer ***" in str(failed.value)  # the echo is there, redacted
+    assert "HTTP 500: server error" in str(failed.value)  # what the body said, not the headers it echoed
     assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == FAST["max_retries"]
-    for text in (str(rejected.value), repr(rejected.value), str(failed.value), repr(failed.value), repr(client)):
+    for text in (refusal, str(failed.value), repr(failed.value), repr(client)):
         assert SECRET not in text
     assert SECRET not in caplog.text
     assert all(SECRET not in r.getMessage() for r in caplog.records)

@@ -74,3 +74,17 @@ def test_first_screen_has_no_rates_and_a_missing_side_is_said_not_fatal():
     assert row(down, "encode") == ["encode", "-", "-", "-", "-", "8"]
     no_broker = render_status("u", 1.0, now, None, None, lag_error="KafkaConnectionError")
     assert "broker: lag unknown (KafkaConnectionError)" in no_broker and row(no_broker, "encode")[-1] == "-"
+
+
+def test_an_endpoint_that_refuses_the_configuration_or_is_down_is_on_the_screen():
+    text = (
+        METRICS % {"encode": "1.0"}
+        + 'codeclm_llm_endpoint_refused{reason="HTTP 401: Incorrect API key provided",role="strong",status="401"} 1.0\n'
+        + 'codeclm_llm_endpoint_down{role="target"} 1.0\ncodeclm_llm_endpoint_down{role="strong"} 0.0\n'
+    )
+    figures = parse_metrics(text, 10.0)
+    assert figures.refused == {"strong": ("401", "HTTP 401: Incorrect API key provided")}
+    assert figures.down == {"target"}
+    screen = render_status("http://w", 10.0, figures, None, None)
+    assert "strong endpoint REFUSES the configuration (HTTP 401): HTTP 401: Incorrect API key provided" in screen
+    assert "target endpoint DOWN" in screen and "strong endpoint DOWN" not in screen
