@@ -160,6 +160,10 @@ class OpenAIChatClient:
         self.role = role  # strong, target or judge: the label of this client's metrics
         self._endpoint = endpoint
         self._session = session
+        if endpoint.base_url is None or endpoint.model is None:
+            # The worker refuses to start without them; any other caller stops here, not at a request.
+            raise ValueError(f"the {role} endpoint needs a base_url and a model")
+        self._model = endpoint.model
         self._url = endpoint.base_url.rstrip("/") + "/chat/completions"
         # Read once: a key file is not re-read per request. SecretStr keeps it out of reprs.
         key = endpoint.key()
@@ -178,7 +182,7 @@ class OpenAIChatClient:
 
     @property
     def model(self) -> str:
-        return self._endpoint.model
+        return self._model
 
     @property
     def in_flight(self) -> int:
@@ -344,9 +348,7 @@ class OpenAIChatClient:
             )
         try:
             answer = orjson.loads(raw)
-            completion = parse_chat_response(
-                answer, latency_s=latency_s, attempts=attempt, fallback_model=self._endpoint.model
-            )
+            completion = parse_chat_response(answer, latency_s=latency_s, attempts=attempt, fallback_model=self._model)
         except ValueError as exc:  # JSONDecodeError and MalformedResponseError
             return _Attempt(reason=f"malformed response: {self._clean(str(exc))}", status=status, retryable=True)
         return _Attempt(completion=completion)
