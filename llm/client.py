@@ -135,6 +135,10 @@ class OpenAIChatClient:
         self.role = role  # strong, target or judge: the label of this client's metrics
         self._endpoint = endpoint
         self._session = session
+        if endpoint.base_url is None or endpoint.model is None:
+            # The worker refuses to start without them; any other caller stops here, not at a request.
+            raise ValueError(f"the {role} endpoint needs a base_url and a model")
+        self._model = endpoint.model
         # Read once: a key file is not re-read per request. SecretStr keeps it out of reprs.
         key = endpoint.key()
         self._wire = wire_for(endpoint, key)
@@ -154,7 +158,7 @@ class OpenAIChatClient:
 
     @property
     def model(self) -> str:
-        return self._endpoint.model or ""
+        return self._model
 
     @property
     def token_parameter(self) -> str:
@@ -211,7 +215,10 @@ class OpenAIChatClient:
             if not outcome.retryable:
                 lesson = self._wire.learn(outcome.status, outcome.error)
                 if lesson is not None:
-                    log.warning("%s: %s answered %s; %s", self.role, self._endpoint.base_url, outcome.reason, lesson)
+                    if lesson.new:
+                        log.warning(
+                            "%s: %s answered %s; %s", self.role, self._endpoint.base_url, outcome.reason, lesson.what
+                        )
                     request = body()
                     continue
                 if await self._refuses(outcome):

@@ -16,8 +16,8 @@ class EndpointSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="up to and including /v1")
-    model: str = "default"
+    base_url: str | None = Field(default=None, description="up to and including /v1")
+    model: str | None = None
     api_key: SecretStr | None = None
     api_key_file: Path | None = Field(default=None, description="a file holding the key (for secret mounts)")
     max_in_flight: int = Field(default=64, ge=1, description="requests in flight to this endpoint")

@@ -77,6 +77,14 @@ def is_record_fault(status: int | None, error: ErrorBody) -> bool:
     return status in (400, 413, 422) and bool(_RECORD_FAULT.search(error.text))
 
 
+@dataclass(frozen=True)
+class Lesson:
+    """What an endpoint's 400 taught a wire; `new` when it changed how requests are sent."""
+
+    what: str
+    new: bool = True
+
+
 class Wire(Protocol):
     url: str
     headers: dict[str, str]
@@ -86,7 +94,7 @@ class Wire(Protocol):
 
     def completion(self, body: Any, *, latency_s: float, attempts: int) -> Completion: ...
 
-    def learn(self, status: int | None, error: ErrorBody) -> str | None: ...
+    def learn(self, status: int | None, error: ErrorBody) -> Lesson | None: ...
 
     @property
     def token_parameter(self) -> str: ...
@@ -130,18 +138,26 @@ class OpenAIWire:
             body, latency_s=latency_s, attempts=attempts, fallback_model=self.endpoint.model or ""
         )
 
-    def learn(self, status: int | None, error: ErrorBody) -> str | None:
-        """What the endpoint's 400 taught, or None when it teaches nothing."""
+    def learn(self, status: int | None, error: ErrorBody) -> Lesson | None:
+        """What the endpoint's 400 says about how it wants requests, or None when it is about
+        something else. A request sent before the wire learned gets `Lesson(new=False)`: send
+        it again as the endpoint wants it, nothing more to say."""
         if status != 400:
             return None
         text = error.text
-        other = "max_completion_tokens" if self._token_parameter == "max_tokens" else "max_tokens"
-        if not self._learned_tokens and (error.param == self._token_parameter or other in text):
+        tokens = ("max_tokens", "max_completion_tokens")
+        refused = next((t for t in tokens if error.param == t or f"'{t}'" in text or f"`{t}`" in text), None)
+        if refused is not None and refused != self._token_parameter and self._learned_tokens:
+            return Lesson("", new=False)  # sent before the wire learned: send it again
+        if refused == self._token_parameter and not self._learned_tokens:
+            other = tokens[1 - tokens.index(refused)]
             self._token_parameter, self._learned_tokens = other, True
-            return f"it takes {other}, not the other token parameter"
-        if self._sends_temperature and (error.param == "temperature" or _UNSUPPORTED_TEMPERATURE.search(text)):
+            return Lesson(f"it takes {other}, not {refused}")
+        if error.param == "temperature" or _UNSUPPORTED_TEMPERATURE.search(text):
+            if not self._sends_temperature:
+                return Lesson("", new=False)
             self._sends_temperature = False
-            return "it takes no temperature but its default: the temperature is left out"
+            return Lesson("it takes no temperature but its default: the temperature is left out")
         return None
 
 
@@ -207,7 +223,7 @@ class AnthropicWire:
             attempts=attempts,
         )
 
-    def learn(self, status: int | None, error: ErrorBody) -> str | None:
+    def learn(self, status: int | None, error: ErrorBody) -> Lesson | None:
         return None
 
 

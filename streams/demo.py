@@ -20,13 +20,13 @@ from pathlib import Path
 
 from agents.pipeline import CONSERVATION_TOPICS
 from schemas import AcceptedPair, Record, Seed
-from streams.cli import settings_from_args
+from streams.cli import settings_from_args, unset_endpoints_message
 from streams.kafka.broker import EmbeddedBroker, cache_dir, free_port
 from streams.kafka.topic_io import follow_until
 from streams.ops.feeder import feed_seeds
 from streams.ops.ledger import Ledger
 from streams.ops.seed_files import BadLine, Item, read_seeds
-from streams.settings import Settings, overlay, settings_env
+from streams.settings import Settings, overlay, settings_env, unset_endpoint_fields
 
 # A 135M model on two CPU cores answers ~130 tokens/s, one request at a time.
 DEMO_PIPELINE = {
@@ -84,10 +84,14 @@ def stop_process(name: str, process: subprocess.Popen, timeout: float = 30.0) ->
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    # SIGTERM unwinds like Ctrl-C, so the worker, the model servers and the broker are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     settings, chosen = demo_settings(args)
+    unset = unset_endpoint_fields(settings)
+    if uses_your_endpoints(settings) and unset:
+        print(f"codeclm demo: {unset_endpoints_message(unset)}", file=sys.stderr)
+        return 2
+    # SIGTERM unwinds like Ctrl-C, so the worker, the model servers and the broker are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = cache_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)
     seeds_path = Path(args.seeds)
@@ -124,8 +128,14 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0 if ok else 1
 
 
+def uses_your_endpoints(settings: Settings) -> bool:
+    """Whether a strong endpoint was given (flag, environment or config file): then the demo
+    starts no model of its own."""
+    return settings.strong.base_url is not None
+
+
 def start_llm(args: argparse.Namespace, settings: Settings, children: Children, work: Path) -> Settings:
-    if args.strong_url or os.environ.get("CODECLM_STRONG__BASE_URL"):
+    if uses_your_endpoints(settings):
         print("2/4 using your LLM endpoints:", settings.strong.base_url, settings.target.base_url)
         return settings
     if args.llm_double:

@@ -4,18 +4,24 @@ Each section lives beside what it configures (`llm/settings.py`: an endpoint; `a
 the pipeline and dedup); this module adds Kafka's and the worker's and composes them.
 
 Every value comes from (highest first) CLI flags, `CODECLM_*` environment variables with `__`
-between sections (`CODECLM_PIPELINE__GAP_THRESHOLD=2.5`, `CODECLM_STRONG__BASE_URL=...`), then
-the defaults below, which are the paper's settings.
+between sections (`CODECLM_PIPELINE__GAP_THRESHOLD=2.5`, `CODECLM_STRONG__BASE_URL=...`), a TOML
+file (`--config`, or `CODECLM_CONFIG`) with the same names in sections (`[strong]`,
+`base_url = ...`), then the defaults below, which are the paper's settings. No LLM endpoint has
+a default: the worker refuses to start until the strong and target ones are set.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agents.settings import DedupSettings, PipelineSettings
 from llm.settings import EndpointSettings
@@ -91,6 +97,18 @@ def is_loopback(host: str) -> bool:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CODECLM_", env_nested_delimiter="__", frozen=True, extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: what the code passes, the environment, then the config file.
+        return init_settings, env_settings, ConfigFileSource(settings_cls)
+
     kafka: KafkaSettings = KafkaSettings()
     strong: EndpointSettings = EndpointSettings()
     target: EndpointSettings = EndpointSettings()
@@ -107,12 +125,127 @@ class Settings(BaseSettings):
         return f"{self.kafka.topic_prefix}{name}"
 
 
+# The sections of Settings and the model of each (the judge is an endpoint, None = the strong one).
+SECTIONS: dict[str, type[BaseModel]] = {
+    "kafka": KafkaSettings,
+    "strong": EndpointSettings,
+    "target": EndpointSettings,
+    "judge": EndpointSettings,
+    "pipeline": PipelineSettings,
+    "dedup": DedupSettings,
+    "worker": WorkerSettings,
+}
+
+# What an endpoint needs before anything can call it; neither has a default.
+REQUIRED_ENDPOINT_FIELDS = ("base_url", "model")
+
+
+def env_name(section: str, field: str) -> str:
+    return f"CODECLM_{section.upper()}__{field.upper()}"
+
+
+def unset_endpoint_fields(settings: Settings) -> list[tuple[str, str]]:
+    """(role, field) of each endpoint value the pipeline needs and nobody set: base URL and model
+    of the strong and the target, and of the judge when it has a section of its own (without
+    one the judge is the strong endpoint)."""
+    roles = {"strong": settings.strong, "target": settings.target}
+    if settings.judge is not None:
+        roles["judge"] = settings.judge
+    return [
+        (role, field)
+        for role, endpoint in roles.items()
+        for field in REQUIRED_ENDPOINT_FIELDS
+        if getattr(endpoint, field) is None
+    ]
+
+
+def endpoint_url(endpoint: EndpointSettings) -> str:
+    """The base URL of an endpoint that is checked to have one (the worker checks at start)."""
+    if endpoint.base_url is None:
+        raise ValueError("an LLM endpoint has no base_url (CODECLM_STRONG__BASE_URL, CODECLM_TARGET__BASE_URL)")
+    return endpoint.base_url
+
+
+# -- the configuration file -------------------------------------------------------------------
+
+CONFIG_ENV = "CODECLM_CONFIG"
+# The file given by --config while load_settings builds the settings (the source below has no
+# other way in: pydantic-settings builds each source from the class, not from arguments).
+_config_flag: ContextVar[Path | None] = ContextVar("codeclm_config_flag", default=None)
+
+
+class ConfigFileError(ValueError):
+    """A config file that is missing, is not TOML, or names a section or field that does not exist."""
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from the environment over `config_file` (else the file CODECLM_CONFIG names)."""
+    token = _config_flag.set(config_file)
+    try:
+        return Settings()
+    finally:
+        _config_flag.reset(token)
+
+
+def config_file_in_use() -> Path | None:
+    flag = _config_flag.get()
+    if flag is not None:
+        return flag
+    from_env = os.environ.get(CONFIG_ENV, "").strip()
+    return Path(from_env) if from_env else None
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML config file, below the environment and the flags."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the file whole
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_file_in_use()
+        return read_config_file(path) if path is not None else {}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The file's sections, each checked against its model: an unknown name is an error, not
+    ignored (a typo would otherwise leave the default silently in force). Relative paths in
+    the file are relative to the file's folder."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: no such config file (from --config or {CONFIG_ENV})") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigFileError(f"{path}: not a readable TOML file: {exc}") from None
+    for section, values in data.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise ConfigFileError(
+                f"{path}: unknown section or key {section!r}; settings go in the sections [{'], ['.join(SECTIONS)}]"
+            )
+        model = SECTIONS[section]
+        unknown = sorted(set(values) - set(model.model_fields))
+        if unknown:
+            raise ConfigFileError(
+                f"{path}: unknown key {unknown[0]!r} in [{section}]; its keys are {', '.join(model.model_fields)}"
+            )
+        for field, value in values.items():
+            if isinstance(value, str) and is_path_field(model, field) and not Path(value).is_absolute():
+                values[field] = str(path.parent / value)
+    return data
+
+
+def is_path_field(model: type[BaseModel], field: str) -> bool:
+    annotation = model.model_fields[field].annotation
+    return annotation is Path or Path in getattr(annotation, "__args__", ())
+
+
 def overlay(base: Settings, sections: dict[str, dict[str, Any]]) -> Settings:
     update: dict[str, BaseModel] = {}
-    for section, values in sections.items():
+    # The judge last: a judge flag starts from the strong endpoint, flags included.
+    for section in sorted(sections, key=lambda name: name == "judge"):
+        values = sections[section]
         current = getattr(base, section)
         if section == "judge" and current is None:
-            current = base.strong  # a judge flag starts from the strong endpoint
+            current = update.get("strong", base.strong)
         model_type = type(current) if current is not None else EndpointSettings
         update[section] = model_type.model_validate({**current.model_dump(), **values})
     return base.model_copy(update=update)
@@ -122,14 +255,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as CODECLM_* environment variables, for a child process (secrets included:
     the environment is how they travel; it is never logged)."""
     env: dict[str, str] = {}
-    for section in ("kafka", "strong", "target", "judge", "pipeline", "dedup", "worker"):
+    for section in SECTIONS:
         model = getattr(settings, section)
         if model is None:
             continue
-        for field, value in model.model_dump().items():
+        for field in type(model).model_fields:
+            value = _revealed(getattr(model, field))
             if value is None:
                 continue
-            if hasattr(getattr(model, field), "get_secret_value"):
-                value = getattr(model, field).get_secret_value()
-            env[f"CODECLM_{section.upper()}__{field.upper()}"] = str(value)
+            # JSON for a mapping (pydantic-settings reads it back so); the plain value otherwise
+            env[env_name(section, field)] = json.dumps(value) if isinstance(value, dict) else str(value)
     return env
+
+
+def _revealed(value: Any) -> Any:
+    """A setting's value with its secrets as plain text (the environment is how they travel)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _revealed(v) for k, v in value.items()}
+    return value

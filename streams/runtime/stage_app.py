@@ -36,7 +36,7 @@ from streams.kafka.admin import faust_credentials
 from streams.kafka.topic_io import TopicTail, retry_until_broker_answers
 from streams.runtime import metrics
 from streams.runtime.ack_window import AckGate, OrderedAckWindow
-from streams.settings import Settings
+from streams.settings import Settings, endpoint_url
 
 log = logging.getLogger("codeclm.worker")
 
@@ -145,12 +145,12 @@ def cached_clients(
     settings: Settings, cache: AnswerCache, strong: ChatModel, target: ChatModel, judge: ChatModel
 ) -> tuple[ChatModel, ChatModel, ChatModel]:
     """The clients behind the answer cache; a judge that is the strong client stays one object."""
-    cached_strong = CachedChatModel(strong, cache, endpoint=settings.strong.base_url, role="strong")
-    cached_target = CachedChatModel(target, cache, endpoint=settings.target.base_url, role="target")
+    cached_strong = CachedChatModel(strong, cache, endpoint=endpoint_url(settings.strong), role="strong")
+    cached_target = CachedChatModel(target, cache, endpoint=endpoint_url(settings.target), role="target")
     cached_judge = (
         cached_strong
         if judge is strong
-        else CachedChatModel(judge, cache, endpoint=settings.judge_endpoint.base_url, role="judge")
+        else CachedChatModel(judge, cache, endpoint=endpoint_url(settings.judge_endpoint), role="judge")
     )
     return cached_strong, cached_target, cached_judge
 

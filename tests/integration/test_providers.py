@@ -51,7 +51,10 @@ def _endpoint(style: str, double: LLMDouble) -> dict[str, object]:
 def _double(style: str) -> DoubleConfig:
     return {
         "openai": DoubleConfig(
-            api_key=KEYS["openai"], token_parameter="max_completion_tokens", fixed_temperature=True, known_models=["gpt-5-mini"]
+            api_key=KEYS["openai"],
+            token_parameter="max_completion_tokens",
+            fixed_temperature=True,
+            known_models=["gpt-5-mini"],
         ),
         "azure": DoubleConfig(api_key=KEYS["azure"], known_models=["my-gpt4o"]),
         "anthropic": DoubleConfig(api_key=KEYS["anthropic"], known_models=["claude-sonnet"]),
@@ -96,7 +99,9 @@ async def test_the_pipeline_completes_with_each_providers_parameters_and_headers
             if style == "openai":
                 assert headers.get("Authorization") == f"Bearer {KEYS['openai']}"
                 assert "max_completion_tokens" in body and "max_tokens" not in body and "temperature" not in body
-                assert statuses.get("400") == 2  # learned once each: the token parameter, the temperature
+                # learned from the first 400s: the token parameter, then the temperature; only the
+                # calls already on their way (the two seeds' encode calls) got them too
+                assert 2 <= statuses.get("400", 0) <= 4
             elif style == "azure":
                 assert headers.get("api-key") == KEYS["azure"] and "Authorization" not in headers
                 assert path.startswith("/openai/deployments/my-gpt4o/chat/completions?api-version=")
@@ -124,7 +129,9 @@ async def test_a_refused_configuration_dead_letters_nothing_and_the_fix_complete
         good = {"base_url": double.base_url, "model": "gpt-4o", "api_key": KEYS["openai"]}
         wrong = {**good, "api_key": "sk-wrong-0123456789abcd"} if mistake == "wrong key" else {**good, "model": "gpt-4"}
         target = {**good, "model": "gpt-4o", "refused_probe_s": 1.0}
-        broken = overlay(settings, {"strong": {**wrong, "refused_probe_s": 1.0}, "target": target, "pipeline": PIPELINE})
+        broken = overlay(
+            settings, {"strong": {**wrong, "refused_probe_s": 1.0}, "target": target, "pipeline": PIPELINE}
+        )
         worker = start_worker(broken, "worker-broken")
         seeds = [seed_from_text(f"Write the {mistake} onboarding checklist for team {i}") for i in range(3)]
         await feed_seeds(broken, seeds)

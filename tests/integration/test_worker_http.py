@@ -127,9 +127,11 @@ async def test_metrics_lag_and_health_of_a_worker_that_ran_seeds(settings, llm_d
     ) == (broker.stage("encode").partitions[0].log_end)
 
 
-async def test_off_loopback_needs_a_token_and_lag_shows_stages_this_worker_does_not_run(settings, processes):
+async def test_off_loopback_needs_a_token_and_lag_shows_stages_this_worker_does_not_run(
+    settings, llm_double, processes
+):
     token = "s3cret-token-for-test"
-    settings = overlay(settings, {"worker": {"http_host": "0.0.0.0", "http_port": 0, "http_token": token}})
+    settings = with_double(settings, llm_double, http_host="0.0.0.0", http_token=token)
     env = {**settings_env(settings), "PYTHONUNBUFFERED": "1"}
     # Only decode runs here: nothing reads the seeds.
     worker = processes("worker", [sys.executable, "-m", "streams.cli", "worker", "--stage", "decode"], env)

@@ -19,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from streams.kafka.broker import BrokerError, EmbeddedBroker
 
-    broker = EmbeddedBroker(Path(args.data_dir) if args.data_dir else None, partitions=args.partitions or 4)
+    # Progress goes to standard error: `eval "$(codeclm broker start)"` runs what is on standard
+    # output, which is the export line alone.
+    broker = EmbeddedBroker(
+        Path(args.data_dir) if args.data_dir else None, partitions=args.partitions or 4, log=to_stderr
+    )
     try:
         if args.action == "start":
             state = broker.start(fresh=args.fresh)
@@ -38,3 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"codeclm broker: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

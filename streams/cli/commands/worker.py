@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streams.cli import add_settings_flags, settings_from_args
+from streams.cli import add_settings_flags, settings_from_args, unset_endpoints_message
+from streams.settings import unset_endpoint_fields
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,10 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    # No endpoint has a default: one left unset would otherwise fail on every record.
+    unset = unset_endpoint_fields(settings)
+    if unset:
+        print(f"codeclm worker: {unset_endpoints_message(unset)}", file=sys.stderr)
+        return 2
+
     from agents.dedup.embeddings import EmbeddingsUnavailable
     from streams.runtime.worker import ALL_STAGES, run_worker
 
-    settings = settings_from_args(args)
     try:
         run_worker(settings, tuple(args.stage) if args.stage else ALL_STAGES)
     except EmbeddingsUnavailable as exc:

@@ -117,7 +117,7 @@ async def test_429_waits_as_long_as_retry_after_says(double, session):
 async def test_retry_after_is_capped_at_four_backoff_maxima(double, session):
     double.configure(rate_429=1.0, retry_after_s=30, max_faults=1)
     sleep = RecordingSleep()
-    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, **FAST), session, sleep=sleep)
+    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, model="m", **FAST), session, sleep=sleep)
 
     await ask(client)
 
@@ -128,7 +128,7 @@ async def test_retry_after_is_capped_at_four_backoff_maxima(double, session):
 async def test_429_without_retry_after_backs_off_with_jitter(double, session):
     double.configure(rate_429=1.0, max_faults=3)
     sleep = RecordingSleep()
-    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, **FAST), session, sleep=sleep)
+    client = OpenAIChatClient(EndpointSettings(base_url=double.base_url, model="m", **FAST), session, sleep=sleep)
 
     completion = await ask(client)
 
@@ -215,7 +215,7 @@ async def test_a_200_without_an_answer_is_retried(double, session, fault):
 
 @pytest.mark.asyncio
 async def test_connection_refused_is_retried_then_raised(session):
-    endpoint = EndpointSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", **{**FAST, "max_retries": 2})
+    endpoint = EndpointSettings(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", **{**FAST, "max_retries": 2})
 
     with pytest.raises(LLMError) as caught:
         await ask(OpenAIChatClient(endpoint, session, pause_when_down=False))
@@ -505,7 +505,7 @@ async def test_an_oversized_answer_fails_at_once_with_the_reason(session):
 
     async with ScriptedServer(huge) as server:
         client = OpenAIChatClient(
-            EndpointSettings(base_url=server.base_url, **FAST), session, max_response_bytes=100_000
+            EndpointSettings(base_url=server.base_url, model="m", **FAST), session, max_response_bytes=100_000
         )
         with pytest.raises(LLMError) as caught:
             await ask(client)
@@ -721,15 +721,24 @@ def test_backoff_grows_to_its_cap_with_full_jitter():
 
 @pytest.mark.asyncio
 async def test_build_clients_reuses_strong_as_judge_unless_configured(session):
-    strong, target, judge = build_clients(EndpointSettings(model="big"), EndpointSettings(model="small"), None, session)
+    def endpoint(model: str) -> EndpointSettings:
+        return EndpointSettings(base_url="http://127.0.0.1:9/v1", model=model)
+
+    strong, target, judge = build_clients(endpoint("big"), endpoint("small"), None, session)
     assert (strong.model, target.model) == ("big", "small")
     assert judge is strong
 
-    strong, _, judge = build_clients(
-        EndpointSettings(model="big"), EndpointSettings(), EndpointSettings(model="critic"), session
-    )
+    strong, _, judge = build_clients(endpoint("big"), endpoint("small"), endpoint("critic"), session)
     assert judge is not strong
     assert judge.model == "critic"
+
+
+@pytest.mark.parametrize("unset", ["base_url", "model"])
+@pytest.mark.asyncio
+async def test_a_client_is_never_built_for_an_endpoint_without_a_url_or_a_model(session, unset):
+    values = {"base_url": "http://127.0.0.1:9/v1", "model": "m", unset: None}
+    with pytest.raises(ValueError, match="the target endpoint needs a base_url and a model"):
+        OpenAIChatClient(EndpointSettings(**values), session, role="target")
 
 
 @pytest.mark.asyncio
@@ -749,3 +758,12 @@ async def test_an_endpoint_cap_bounds_the_completion_tokens_asked_for(double, se
     assert double.last_request["max_tokens"] == 24
     await capped.complete(MESSAGES, temperature=0.3, max_tokens=10)
     assert double.last_request["max_tokens"] == 10
+
+
+@pytest.mark.asyncio
+async def test_calls_sent_before_the_endpoint_taught_the_token_parameter_are_sent_again(double, session):
+    double.configure(token_parameter="max_completion_tokens", fixed_temperature=True, latency_ms=20)
+    client = client_for(double, session)
+    completions = await asyncio.gather(*(ask(client) for _ in range(8)))  # all sent before the first 400 came
+    assert all(c.text for c in completions)
+    assert client.token_parameter == "max_completion_tokens"

@@ -55,6 +55,9 @@ def test_the_worker_command_turns_the_failure_into_a_message_and_exit_code(monke
     monkeypatch.setattr("streams.runtime.worker.ensure_topics", _no_topics)
     monkeypatch.setenv("CODECLM_DEDUP__EMBEDDINGS", "on")
     monkeypatch.setenv("CODECLM_WORKER__DATA_DIR", str(tmp_path))
+    for role in ("STRONG", "TARGET"):
+        monkeypatch.setenv(f"CODECLM_{role}__BASE_URL", "http://127.0.0.1:9/v1")
+        monkeypatch.setenv(f"CODECLM_{role}__MODEL", role.lower())
     assert main(["worker", "--stage", "dedup"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("codeclm worker: dedup.embeddings is 'on'") and "make setup" in err
