@@ -7,8 +7,8 @@ testable alone, and the worker (streams/runtime) builds every stage from its dec
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -109,13 +109,22 @@ class Stage:
     inputs: tuple[TopicName, ...]
     outputs: tuple[TopicName, ...]
     process: Callable[[Any, StageContext], Awaitable[list[Emit]]]
-    roles: tuple[Role, ...] = ()
-    purposes: tuple[str, ...] = ()  # of its LLM calls (LLMCall.purpose), in the order it makes them
+    # Its LLM calls: purpose (LLMCall.purpose) -> the role that answers them, in calling order.
+    calls: Mapping[str, Role] = field(default_factory=dict)
     open_state: Callable[[StageEnv], StageState] | None = None
 
     def __post_init__(self) -> None:
         if len({record_type(topic) for topic in self.inputs}) != 1:
             raise ValueError(f"stage {self.name}: its inputs hold different records")
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """The LLM endpoints this stage calls."""
+        return tuple(dict.fromkeys(self.calls.values()))
+
+    @property
+    def purposes(self) -> tuple[str, ...]:
+        return tuple(self.calls)
 
     @property
     def record(self) -> type[Record]:

@@ -88,8 +88,7 @@ STAGE = Stage(
     inputs=("basic", "tailored"),
     outputs=("scored",),
     process=process,
-    roles=("strong", "target", "judge"),
-    purposes=("answer_strong", "answer_target", "judge"),
+    calls={"answer_strong": "strong", "answer_target": "target", "judge": "judge"},
 )
 
 

@@ -10,6 +10,7 @@ whole bill, shares and all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from schemas import CallTotals, LLMCall
 
@@ -53,3 +54,27 @@ def rounded(parts: Mapping[str, CallTotals]) -> ByPurpose:
         )
         for purpose, t in parts.items()
     }
+
+
+@dataclass(frozen=True)
+class Price:
+    """What an endpoint charges, in US dollars per million tokens."""
+
+    prompt_per_million: float = 0.0
+    completion_per_million: float = 0.0
+
+    def of(self, prompt_tokens: float, completion_tokens: float) -> float:
+        return (prompt_tokens * self.prompt_per_million + completion_tokens * self.completion_per_million) / 1e6
+
+
+def dollars(
+    parts: Mapping[str, CallTotals], prices: Mapping[str, Price], role_of: Mapping[str, str]
+) -> dict[str, float]:
+    """By purpose, what the calls cost at the price of the role that answers that purpose
+    (`role_of`); purposes of a role without a price are left out."""
+    out = {}
+    for purpose, totals in parts.items():
+        price = prices.get(role_of.get(purpose, ""))
+        if price is not None:
+            out[purpose] = price.of(totals.prompt_tokens, totals.completion_tokens)
+    return out

@@ -70,8 +70,7 @@ STAGE = Stage(
     inputs=("metadata",),
     outputs=("decoded",),
     process=process,
-    roles=("strong",),
-    purposes=("decode", "rubrics"),
+    calls={"decode": "strong", "rubrics": "strong"},
 )
 
 

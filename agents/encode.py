@@ -97,9 +97,7 @@ async def process(seed: Seed, ctx: StageContext) -> list[Emit]:
     return [Emit("metadata", metadata)]
 
 
-STAGE = Stage(
-    name="encode", inputs=("seeds",), outputs=("metadata",), process=process, roles=("strong",), purposes=("encode",)
-)
+STAGE = Stage(name="encode", inputs=("seeds",), outputs=("metadata",), process=process, calls={"encode": "strong"})
 
 
 def build_prompt(instruction: str, *, max_skills: int, rich: bool = False, prompts: PromptSet = PAPER) -> list[Message]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from agents import contrast, decode, dedup, encode, tailor
 from agents import filter as filter_stage
-from agents.base import Stage
+from agents.base import Role, Stage
 from schemas.topics import TOPICS, TopicName, TopicSpec
 
 STAGES: tuple[Stage, ...] = (
@@ -29,6 +29,7 @@ STAGE_INPUTS: dict[str, tuple[TopicName, ...]] = {stage.name: stage.inputs for s
 # the stages that call an LLM at all.
 PURPOSES: tuple[str, ...] = tuple(purpose for stage in STAGES for purpose in stage.purposes)
 STAGE_OF_PURPOSE: dict[str, str] = {purpose: stage.name for stage in STAGES for purpose in stage.purposes}
+ROLE_OF_PURPOSE: dict[str, Role] = {purpose: role for stage in STAGES for purpose, role in stage.calls.items()}
 LLM_STAGES: tuple[str, ...] = tuple(stage.name for stage in STAGES if stage.purposes)
 
 # Verdicts: each root instruction ends in exactly one of these (or a dead letter).

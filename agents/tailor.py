@@ -84,9 +84,7 @@ async def process(scored: ScoredPair, ctx: StageContext) -> list[Emit]:
     return [Emit("tailored", tailored)]
 
 
-STAGE = Stage(
-    name="tailor", inputs=("retry",), outputs=("tailored",), process=process, roles=("strong",), purposes=("tailor",)
-)
+STAGE = Stage(name="tailor", inputs=("retry",), outputs=("tailored",), process=process, calls={"tailor": "strong"})
 
 
 def example_answers(prompt: PromptSet) -> frozenset[str]:

@@ -327,6 +327,13 @@ class OpenAIChatClient:
             metrics.LATENCY.labels(self.role).observe(c.latency_s)
             metrics.TOKENS.labels(self.role, "prompt").inc(c.prompt_tokens)
             metrics.TOKENS.labels(self.role, "completion").inc(c.completion_tokens)
+            e = self._endpoint
+            if e.prompt_price_per_million is not None:
+                metrics.COST.labels(self.role, "prompt").inc(c.prompt_tokens * e.prompt_price_per_million / 1e6)
+            if e.completion_price_per_million is not None:
+                metrics.COST.labels(self.role, "completion").inc(
+                    c.completion_tokens * e.completion_price_per_million / 1e6
+                )
         else:
             metrics.CALLS.labels(self.role, metrics.outcome_of(outcome.status, outcome.reason)).inc()
         return outcome

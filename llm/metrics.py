@@ -44,6 +44,12 @@ ENDPOINT_REFUSED = Gauge(
     ["role", "status", "reason"],
     registry=None,
 )
+COST = Counter(
+    "codeclm_llm_cost_usd_total",
+    "What the LLM calls cost, in US dollars, from the endpoint's prices per million tokens (only where set)",
+    ["role", "kind"],
+    registry=None,
+)
 TRUNCATED = Counter(
     "codeclm_llm_truncated_total",
     "Answers cut at max_tokens (finish_reason=length), used as they are",
@@ -66,6 +72,7 @@ ALL = (
     CONCURRENCY_LIMIT,
     ENDPOINT_DOWN,
     ENDPOINT_REFUSED,
+    COST,
     TRUNCATED,
     CACHE_LOOKUPS,
 )

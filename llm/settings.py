@@ -51,6 +51,12 @@ class EndpointSettings(BaseModel):
         description="how to send the completion budget; auto: max_tokens until the endpoint says it wants "
         "max_completion_tokens (OpenAI's reasoning and newer models), then that",
     )
+    prompt_price_per_million: float | None = Field(
+        default=None, ge=0, description="US dollars per million prompt tokens, to show what the pipeline costs"
+    )
+    completion_price_per_million: float | None = Field(
+        default=None, ge=0, description="US dollars per million completion tokens"
+    )
     refused_probe_s: float = Field(
         default=60.0, gt=0, description="while the endpoint refuses the configuration, one call tries it this often"
     )

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agents.cost import Price
 from agents.settings import DedupSettings, PipelineSettings
 from llm.settings import EndpointSettings
 
@@ -120,6 +121,15 @@ class Settings(BaseSettings):
     @property
     def judge_endpoint(self) -> EndpointSettings:
         return self.judge or self.strong
+
+    def prices(self) -> dict[str, Price]:
+        """Each role's price, where its endpoint has one (a missing half counts as free)."""
+        out = {}
+        for role, endpoint in (("strong", self.strong), ("target", self.target), ("judge", self.judge_endpoint)):
+            prompt, completion = endpoint.prompt_price_per_million, endpoint.completion_price_per_million
+            if prompt is not None or completion is not None:
+                out[role] = Price(prompt or 0.0, completion or 0.0)
+        return out
 
     def topic(self, name: str) -> str:
         return f"{self.kafka.topic_prefix}{name}"

@@ -34,6 +34,8 @@ class WorkerFigures:
     latency_sum: dict[str, float] = field(default_factory=dict)  # role -> seconds
     latency_count: dict[str, float] = field(default_factory=dict)
     refused: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (status, what it said)
+    cost_by_role: dict[str, float] = field(default_factory=dict)  # US dollars, where prices are set
+    cost_by_stage: dict[str, float] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # roles whose endpoint does not answer
 
     @property
@@ -70,6 +72,10 @@ def parse_metrics(text: str, taken_at: float) -> WorkerFigures:
                 figures.latency_sum[labels["role"]] = value
             elif s.name == "codeclm_llm_latency_seconds_count":
                 figures.latency_count[labels["role"]] = value
+            elif s.name == "codeclm_llm_cost_usd_total":
+                figures.cost_by_role[labels["role"]] = figures.cost_by_role.get(labels["role"], 0.0) + value
+            elif s.name == "codeclm_stage_cost_usd_total":
+                figures.cost_by_stage[labels["stage"]] = value
             elif s.name == "codeclm_llm_endpoint_refused" and value == 1:
                 figures.refused[labels["role"]] = (labels["status"], labels["reason"])
             elif s.name == "codeclm_llm_endpoint_down" and value == 1:
@@ -168,6 +174,18 @@ def render_status(
             f"tokens prompt {_count(now.tokens.get('prompt', 0))}   completion {_count(now.tokens.get('completion', 0))}"
             + (f"   mean latency {', '.join(latency)}" if latency else "")
         )
+        if now.cost_by_role:
+            lines.append(cost_line(now))
     if lag is not None:
         lines.append(f"total lag {_count(lag.total)} records")
     return "\n".join(lines)
+
+
+def cost_line(figures: WorkerFigures) -> str:
+    """What the calls cost (where the endpoints have prices), by role and stage, and per accepted pair."""
+    total = sum(figures.cost_by_role.values())
+    roles = ", ".join(f"{role} ${v:,.2f}" for role, v in sorted(figures.cost_by_role.items()))
+    stages = ", ".join(f"{stage} ${v:,.2f}" for stage, v in figures.cost_by_stage.items() if v)
+    accepted = figures.verdicts.get("accept", 0)
+    per_pair = f"   per accepted pair ${total / accepted:,.4f}" if accepted else ""
+    return f"cost ${total:,.2f} ({roles}){per_pair}" + (f"\n          by stage: {stages}" if stages else "")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agents.pipeline import LLM_STAGES, STAGE_OF_PURPOSE
+from agents.cost import Price
+from agents.pipeline import LLM_STAGES, ROLE_OF_PURPOSE, STAGE_OF_PURPOSE
 from schemas import (
     AcceptedPair,
     DeadLetter,
@@ -120,6 +121,7 @@ class StageCost:
     latency_ms_mean: float | None = None
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
+    usd: float | None = None  # what its calls cost, where the endpoints have prices
 
 
 @dataclass
@@ -332,7 +334,7 @@ def stage_of(call: LLMCall) -> str:
     return STAGE_OF_PURPOSE.get(call.purpose, call.purpose)
 
 
-def stage_costs(calls: Iterable[LLMCall]) -> list[StageCost]:
+def stage_costs(calls: Iterable[LLMCall], prices: Mapping[str, Price] | None = None) -> list[StageCost]:
     costs: dict[str, StageCost] = {s: StageCost(s) for s in LLM_STAGES}
     latencies: dict[str, list[float]] = {}
     for call in calls:
@@ -345,6 +347,9 @@ def stage_costs(calls: Iterable[LLMCall]) -> list[StageCost]:
         cost.prompt_tokens += call.prompt_tokens
         cost.completion_tokens += call.completion_tokens
         latencies.setdefault(stage, []).append(call.latency_ms)
+        price = (prices or {}).get(ROLE_OF_PURPOSE.get(call.purpose, ""))
+        if price is not None:
+            cost.usd = (cost.usd or 0.0) + price.of(call.prompt_tokens, call.completion_tokens)
     for stage, values in latencies.items():
         cost = costs[stage]
         cost.latency_ms_mean = sum(values) / len(values)
@@ -426,9 +431,11 @@ def compute(
     until: float | None = None,
     embed: Embed | None = None,
     embeddings_note: str | None = None,
+    prices: Mapping[str, Price] | None = None,
 ) -> Report:
     """Every figure of the report. `embed` (texts -> unit rows) gives the embedding figures;
-    without it they stay None and `embeddings_note` (or the default) says why."""
+    without it they stay None and `embeddings_note` (or the default) says why. `prices` (by
+    role) turn tokens into US dollars."""
     by_topic = unique_by_topic(records, since, until)
     metadata = _of(by_topic, "metadata", Metadata)
     accepted = _of(by_topic, "accepted", AcceptedPair)
@@ -473,8 +480,8 @@ def compute(
         gap=gap_histogram([s.gap for s in scored], gap_threshold),
         iterations=iterations(accepted, retried, rejected),
         duplicates=duplicates(dropped, carriers, finished),
-        stages=stage_costs(all_calls),
+        stages=stage_costs(all_calls, prices),
         dead_letters=dead_letter_rows(letters),
-        cost_per_pair=pair_cost_figures(accepted, all_calls),
+        cost_per_pair=pair_cost_figures(accepted, all_calls, prices),
         window={"since": since, "until": until},
     )

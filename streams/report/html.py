@@ -274,6 +274,12 @@ def _cost_per_pair(r: Report) -> str:
     if c.run.total is None:
         blocks.append("<p class='note'>no accepted pairs: nothing to divide by</p>")
         return _section(blocks)
+    if c.usd_per_pair is not None:
+        own, run = c.usd_per_pair
+        blocks.append(
+            f"<p class='note'>In US dollars, at the endpoints' prices: ${own:.5f} per accepted pair (its own), "
+            f"${run:.5f} (the run's / accepted pairs).</p>"
+        )
     calls_columns = {i for i, h in enumerate(COST_HEADERS) if h.endswith(": calls")}
     rows = [
         [

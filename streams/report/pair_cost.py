@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agents.pipeline import PURPOSES, STAGE_OF_PURPOSE
+from agents.cost import Price, dollars
+from agents.pipeline import PURPOSES, ROLE_OF_PURPOSE, STAGE_OF_PURPOSE
 from schemas import AcceptedPair, CallTotals, LLMCall
 
 TOTAL = "total"
@@ -77,6 +78,16 @@ class PairCostFigures:
     pair: CostPerPair
     run: CostPerPair
     prompt_sets: dict[str, int] = field(default_factory=dict)
+    # US dollars per accepted pair by purpose, where the endpoints have prices (empty otherwise)
+    pair_usd: dict[str, float] = field(default_factory=dict)
+    run_usd: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def usd_per_pair(self) -> tuple[float, float] | None:
+        """(pair basis, run basis) in US dollars, when any endpoint has a price."""
+        if not self.pair_usd and not self.run_usd:
+            return None
+        return sum(self.pair_usd.values()), sum(self.run_usd.values())
 
 
 def _ordered(purposes: Iterable[str]) -> list[str]:
@@ -148,11 +159,22 @@ def prompt_sets_of(pairs: Iterable[AcceptedPair]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def pair_cost_figures(pairs: Sequence[AcceptedPair], calls: Iterable[LLMCall]) -> PairCostFigures:
+def pair_cost_figures(
+    pairs: Sequence[AcceptedPair], calls: Iterable[LLMCall], prices: Mapping[str, Price] | None = None
+) -> PairCostFigures:
     """Both bases for one run: `pairs` its accepted pairs, `calls` every call its records carry
-    (each record once)."""
+    (each record once); with `prices` (by role), what they come to in US dollars."""
     accepted = len({p.id for p in pairs})
-    return PairCostFigures(per_accepted_pair(pairs), per_accepted_pair_of_run(calls, accepted), prompt_sets_of(pairs))
+    pair, run = per_accepted_pair(pairs), per_accepted_pair_of_run(calls, accepted)
+    return PairCostFigures(pair, run, prompt_sets_of(pairs), _usd(pair, prices), _usd(run, prices))
+
+
+def _usd(basis: CostPerPair, prices: Mapping[str, Price] | None) -> dict[str, float]:
+    totals = {
+        r.purpose: CallTotals(calls=r.calls, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens)
+        for r in basis.rows
+    }
+    return dollars(totals, prices or {}, ROLE_OF_PURPOSE) if basis.total is not None else {}
 
 
 def _add(sums: dict[str, list[float]], purpose: str, totals: CallTotals) -> None:

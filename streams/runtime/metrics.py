@@ -3,9 +3,12 @@ endpoint renders them (`/metrics`), with the LLM layer's (`llm/metrics.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agents.base import Emit
+from agents.base import Emit, Stage
+from agents.cost import Price
 from llm import metrics as llm_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -22,6 +25,12 @@ EMITTED = Counter("codeclm_emitted_total", "Records a stage produced, by topic",
 VERDICTS = Counter("codeclm_verdicts_total", "Filter decisions: accept, retry, reject", ["verdict"], registry=REGISTRY)
 STAGE_IN_FLIGHT = Gauge("codeclm_stage_in_flight", "Records a stage is working on", ["stage"], registry=REGISTRY)
 
+STAGE_COST = Counter(
+    "codeclm_stage_cost_usd_total",
+    "What each stage's LLM calls cost, in US dollars, from the endpoints' prices (answer-cache hits cost nothing)",
+    ["stage"],
+    registry=REGISTRY,
+)
 DEDUP_DECISIONS = Counter(
     "codeclm_dedup_decisions_total",
     "dedup decisions on basic instructions: kept, or dropped by method (exact, embedding)",
@@ -43,3 +52,19 @@ def count_decision(stage: str, emit: Emit) -> None:
         DEDUP_DECISIONS.labels(getattr(emit.record, "method", "exact")).inc()
     elif stage == "dedup" and emit.topic == "basic":
         DEDUP_DECISIONS.labels("kept").inc()
+
+
+def count_cost(stage: Stage, emits: list[Emit], prices: Mapping[str, Price]) -> None:
+    """What the calls this stage made for its outputs cost (a record passed on, as filter
+    passes scored pairs to retry, carries calls another stage made and paid)."""
+    if not prices:
+        return
+    spent = 0.0
+    for emit in emits:
+        calls = getattr(emit.record, "llm_calls", ())
+        for call in calls if isinstance(calls, tuple) else ():
+            price = prices.get(stage.calls.get(call.purpose, ""))
+            if price is not None and not call.cached:
+                spent += price.of(call.prompt_tokens, call.completion_tokens)
+    if spent:
+        STAGE_COST.labels(stage.name).inc(spent)

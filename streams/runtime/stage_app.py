@@ -175,6 +175,7 @@ class StageRunner:
             name: app.topic(settings.topic(name), value_serializer=CODEC_NAME, key_serializer="raw")
             for name in (*stage.outputs, "deadletter")
         }
+        self._prices = settings.prices()
         self._topic_names: dict[str, str] = {}  # emit topic -> Kafka topic, filled on first use
         self._emitted: dict[str, list] = {}  # emit topic -> its metric children, filled on first use
 
@@ -257,6 +258,7 @@ class StageRunner:
             for counter in self._counters(emit.topic):
                 counter.inc()
             metrics.count_decision(self.stage, emit)
+        metrics.count_cost(self.declaration, emits, self._prices)
 
     def _topic_name(self, emit_topic: TopicName) -> str:
         name = self._topic_names.get(emit_topic)

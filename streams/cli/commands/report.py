@@ -84,6 +84,7 @@ def write_report(
         until=until,
         embed=embed,
         embeddings_note=note,
+        prices=settings.prices(),
     )
     generated_at = time.time()
     summary = {"topic_prefix": settings.kafka.topic_prefix, "generated_at": generated_at, **report.as_json()}
@@ -132,8 +133,11 @@ def cost_lines(figures: PairCostFigures) -> list[str]:
         f"per accepted pair, its own cost: {own}",
         f"the run's / accepted pairs: {run.calls:.2f} calls, {run.prompt_tokens:,.0f} prompt + "
         f"{run.completion_tokens:,.0f} completion tokens (rejected and dropped roots included)",
-        "cost per accepted pair by stage:",
     ]
+    if figures.usd_per_pair is not None:
+        own_usd, run_usd = figures.usd_per_pair
+        lines.append(f"in US dollars, at the endpoints' prices: ${own_usd:.5f} its own, ${run_usd:.5f} the run's")
+    lines += ["cost per accepted pair by stage:"]
     if figures.pair.without_breakdown:
         lines.append(
             f"({figures.pair.without_breakdown} accepted pairs without a cost breakdown are left out of pair:)"

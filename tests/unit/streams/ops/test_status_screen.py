@@ -88,3 +88,17 @@ def test_an_endpoint_that_refuses_the_configuration_or_is_down_is_on_the_screen(
     screen = render_status("http://w", 10.0, figures, None, None)
     assert "strong endpoint REFUSES the configuration (HTTP 401): HTTP 401: Incorrect API key provided" in screen
     assert "target endpoint DOWN" in screen and "strong endpoint DOWN" not in screen
+
+
+def test_what_the_calls_cost_shows_when_the_endpoints_have_prices():
+    text = (
+        METRICS % {"encode": "1.0"}
+        + 'codeclm_llm_cost_usd_total{kind="prompt",role="strong"} 3.0\n'
+        + 'codeclm_llm_cost_usd_total{kind="completion",role="strong"} 1.5\n'
+        + 'codeclm_llm_cost_usd_total{kind="prompt",role="target"} 0.5\n'
+        + 'codeclm_stage_cost_usd_total{stage="contrast"} 4.0\ncodeclm_stage_cost_usd_total{stage="tailor"} 1.0\n'
+    )
+    screen = render_status("http://w", 10.0, parse_metrics(text, 10.0), None, None)
+    assert "cost $5.00 (strong $4.50, target $0.50)   per accepted pair $0.0417" in screen  # 120 accepted
+    assert "by stage: contrast $4.00, tailor $1.00" in screen
+    assert "cost $" not in render_status("http://w", 10.0, parse_metrics(METRICS % {"encode": "1.0"}, 10.0), None, None)

@@ -661,3 +661,47 @@ def test_page_and_summary_show_cost_per_accepted_pair():
     assert "pair: the accepted pairs' own cost" in text and "run/accepted: every LLM call" in text
     assert cost_lines(report([]).cost_per_pair) == ["cost per accepted pair: no accepted pairs"]
     assert "no accepted pairs: nothing to divide by" in render(report([]), topic_prefix="t.", generated_at=T0)
+
+
+def test_prices_turn_the_cost_per_pair_and_per_stage_into_dollars():
+    from agents import cost
+    from agents.cost import Price
+    from tests.unit.fakes import instruction
+
+    calls = (
+        call("answer_strong", tokens=(1000, 500)),
+        call("answer_target", tokens=(1000, 100)),
+        call("judge", tokens=(2000, 10)),
+    )
+    pair = AcceptedPair(
+        id="pair-1",
+        seed_id="s",
+        parent_id="x",
+        root_id="r",
+        iteration=1,
+        instruction="i",
+        response="a",
+        response_source="strong",
+        strong_score=9,
+        target_score=2,
+        gap=7,
+        metadata=meta("u", "s"),
+        lineage=(),
+        llm_calls=3,
+        prompt_tokens=4000,
+        completion_tokens=610,
+        cost_by_purpose=cost.by_purpose(calls),
+    )
+    scored_pair = ScoredPair(
+        id="scored-1", seed_id="s", parent_id="i", root_id="r", iteration=1, instruction=instruction(),
+        strong_answer="a", target_answer="b", strong_score=9, target_score=2, gap=7, judgements=(), llm_calls=calls,
+    )  # fmt: skip
+    prices = {"strong": Price(10.0, 30.0), "target": Price(0.0, 0.0)}  # the judge has no price
+    r = compute([("accepted", pair), ("scored", scored_pair)], gap_threshold=3, similarity_threshold=0.9, prices=prices)
+    # strong: 1000 * 10 / 1e6 + 500 * 30 / 1e6 = 0.025; target free; the judge unpriced, left out
+    assert {k: v for k, v in r.cost_per_pair.pair_usd.items() if v} == pytest.approx({"answer_strong": 0.025})
+    assert "judge" not in r.cost_per_pair.pair_usd
+    assert r.cost_per_pair.usd_per_pair == pytest.approx((0.025, 0.025))
+    assert next(s for s in r.stages if s.stage == "contrast").usd == pytest.approx(0.025)
+    unpriced = compute([("accepted", pair)], gap_threshold=3, similarity_threshold=0.9)
+    assert unpriced.cost_per_pair.usd_per_pair is None
