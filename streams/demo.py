@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -85,6 +86,8 @@ def stop_process(name: str, process: subprocess.Popen, timeout: float = 30.0) ->
 
 def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # aiokafka warns about what it retries (a new topic's leader not known yet): noise on the demo's screen.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     settings, chosen = demo_settings(args)
     unset = unset_endpoint_fields(settings)
     if uses_your_endpoints(settings) and unset:
@@ -190,6 +193,8 @@ def wait_for_http(url: str, timeout: float) -> None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answered (a 401 without a key, say): it is up
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")

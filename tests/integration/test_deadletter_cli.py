@@ -74,7 +74,7 @@ async def test_dead_letters_are_summarised_and_replayed_into_their_stage(setting
             "worker": {"http_enabled": False},
         },
     )
-    control(llm_double, force_status=400)  # every call refused, not retryable: dead letters
+    control(llm_double, context_tokens=5)  # every prompt over the context length: the records' own fault
     await ensure_topics(settings)
     seeds = [seed_from_text(f"Summarise chapter {i} of the employee handbook.") for i in range(5)]
     await feed_seeds(settings, seeds)
@@ -100,7 +100,7 @@ async def test_dead_letters_are_summarised_and_replayed_into_their_stage(setting
 
     assert cli(settings, "--replay", "dead-00000000000000000000").returncode == 1  # no such id
 
-    control(llm_double, force_status=None)
+    control(llm_double, context_tokens=None)
     dry = cli(settings, "--replay-stage", "encode", "--reason-contains", "HTTP 400", "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count("would replay") == 5
     replayed = cli(settings, "--replay-stage", "encode", "--reason-contains", "HTTP 400")
