@@ -166,9 +166,19 @@ class OpenAIChatClient:
         return self._wire.token_parameter
 
     @property
+    def sends_temperature(self) -> bool:
+        """False once the endpoint said it takes no temperature but its default."""
+        return self._wire.sends_temperature
+
+    @property
     def refused(self) -> str | None:
         """What the endpoint said while it refuses the configuration, else None."""
         return self._refusal.reason
+
+    @property
+    def refused_status(self) -> int | None:
+        """The HTTP status of that refusal (401, 403, 404 or 400), else None."""
+        return self._refusal.status
 
     @property
     def in_flight(self) -> int:

@@ -99,6 +99,9 @@ class Wire(Protocol):
     @property
     def token_parameter(self) -> str: ...
 
+    @property
+    def sends_temperature(self) -> bool: ...
+
 
 class OpenAIWire:
     """OpenAI's chat completions. `learn` adapts to an endpoint that refuses the token
@@ -117,6 +120,10 @@ class OpenAIWire:
     @property
     def token_parameter(self) -> str:
         return self._token_parameter
+
+    @property
+    def sends_temperature(self) -> bool:
+        return self._sends_temperature
 
     def _auth(self, key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
@@ -178,6 +185,7 @@ class AnthropicWire:
     """Anthropic's Messages API. The system prompt goes apart; its temperature range is 0-1."""
 
     token_parameter = "max_tokens"
+    sends_temperature = True
 
     def __init__(self, endpoint: EndpointSettings, key: str | None):
         self.endpoint = endpoint

@@ -117,9 +117,12 @@ def settings_flags() -> dict[str, tuple[str, str]]:
     }
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, pipeline: bool = True) -> None:
+def add_settings_flags(
+    parser: argparse.ArgumentParser, pipeline: bool = True, except_pipeline: tuple[str, ...] = ()
+) -> None:
     """--config and the connection flags; with `pipeline` (commands that run stages), also a flag
-    per endpoint field of each role and one per PipelineSettings field."""
+    per endpoint field of each role and one per PipelineSettings field but `except_pipeline` (a
+    command whose own flag has that name; the setting still comes from the environment)."""
     group = parser.add_argument_group("connections (also CODECLM_* environment variables)")
     group.add_argument(
         "--config",
@@ -140,7 +143,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, pipeline: bool = True) -
         )
         add_model_flags(parser.add_argument_group(title), EndpointSettings, endpoint_flag_fields(), role)
     algo = parser.add_argument_group("the algorithm (defaults are the paper's; CODECLM_PIPELINE__<NAME>)")
-    add_model_flags(algo, PipelineSettings, list(PipelineSettings.model_fields))
+    add_model_flags(algo, PipelineSettings, [f for f in PipelineSettings.model_fields if f not in except_pipeline])
 
 
 def add_model_flags(

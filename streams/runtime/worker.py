@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import faust
 from mode.utils.logging import setup_logging
-from pydantic import BaseModel, SecretStr
 
 from agents.dedup import DedupState
 from agents.pipeline import STAGE_BY_NAME, STAGE_NAMES
-from llm.settings import EndpointSettings
 from streams.kafka.admin import ensure_topics
 from streams.runtime import metrics
 from streams.runtime.http import WorkerHTTP
 from streams.runtime.stage_app import StageResources, StageWorker, create_stage_app
 from streams.settings import Settings
+from streams.settings_lines import same_model_warning, settings_lines
 
 log = logging.getLogger("codeclm.worker")
 
@@ -69,66 +66,9 @@ def log_settings(settings: Settings) -> None:
     warning when the settings cannot produce a single pair."""
     for line in settings_lines(settings):
         log.info("%s", line)
-    if same_model(settings.strong, settings.target):
-        log.warning(
-            "strong and target are the same model (%s at %s): every gap is about 0: nothing will be accepted; "
-            "point the target at the model you want to align",
-            settings.target.model,
-            shown_url(settings.target.base_url),
-        )
-
-
-def settings_lines(settings: Settings) -> list[str]:
-    judge = endpoint_line("judge", settings.judge) if settings.judge else "endpoint judge: the strong endpoint"
-    return [
-        f"kafka: {public_fields(settings.kafka)}",
-        endpoint_line("strong", settings.strong),
-        endpoint_line("target", settings.target),
-        judge,
-        f"pipeline: {public_fields(settings.pipeline)}",
-        f"dedup: {public_fields(settings.dedup)}",
-        f"worker: {public_fields(settings.worker)}",
-    ]
-
-
-def endpoint_line(role: str, endpoint: EndpointSettings) -> str:
-    # Whether a key is set, never the key, nor the file it is in.
-    key = "api key set" if endpoint.api_key is not None or endpoint.api_key_file is not None else "no api key"
-    rest = public_fields(endpoint, leave_out=("base_url", "model", "api_key_file"))
-    return f"endpoint {role}: model {endpoint.model} at {shown_url(endpoint.base_url)}, {key}; {rest}"
-
-
-def public_fields(model: BaseModel, leave_out: tuple[str, ...] = ()) -> str:
-    """`name=value, ...` of a section, without its secrets; a mapping (custom headers, which can
-    carry a key) shows only how many entries it has."""
-    shown = []
-    for name, info in type(model).model_fields.items():
-        value: Any = getattr(model, name)
-        if name in leave_out or is_secret(info.annotation):
-            continue
-        if isinstance(value, dict):
-            value = f"{len(value)} set"
-        shown.append(f"{name}={value}")
-    return ", ".join(shown)
-
-
-def is_secret(annotation: Any) -> bool:
-    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
-
-
-def shown_url(url: str | None) -> str | None:
-    """The URL without a user and password in it (http://user:pass@host/v1 -> http://host/v1)."""
-    if url is None or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def same_model(strong: EndpointSettings, target: EndpointSettings) -> bool:
-    def where(e: EndpointSettings) -> str:
-        return (e.base_url or "").rstrip("/")
-
-    return strong.model == target.model and where(strong) == where(target)
+    warning = same_model_warning(settings)
+    if warning:
+        log.warning("%s", warning)
 
 
 # Young-generation collections every 20,000 allocations instead of 700: a worker at a thousand
