@@ -38,7 +38,7 @@ def decode(model: type[M], data: bytes | None) -> M:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        raise DecodeError(f"not a valid {model.__name__}: {_short(exc)}", "ValidationError") from exc
+        raise DecodeError(f"not a valid {model.__name__}: {short_errors(exc)}", "ValidationError") from exc
 
 
 def original_payload(data: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:
@@ -51,7 +51,7 @@ def original_payload(data: bytes | None) -> tuple[str, Literal["utf-8", "base64"
         return base64.b64encode(data).decode("ascii"), "base64"
 
 
-def _short(exc: ValidationError) -> str:
+def short_errors(exc: ValidationError) -> str:
     parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]]
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

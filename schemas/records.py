@@ -34,9 +34,10 @@ def seed_id_for(text: str) -> str:
 
 
 def made_from(parent: Record) -> dict[str, Any]:
-    """The lineage fields of a record made from `parent`: its seed and its parent, and its
-    root when the parent has one (an instruction's iterations, their scores and verdicts)."""
-    fields: dict[str, Any] = {"seed_id": parent.seed_id, "parent_id": parent.id}
+    """The lineage fields of a record made from `parent`: its seed and its parent, its root
+    when the parent has one (an instruction's iterations, their scores and verdicts), and the
+    seed's attributes."""
+    fields: dict[str, Any] = {"seed_id": parent.seed_id, "parent_id": parent.id, "attributes": parent.attributes}
     root_id = getattr(parent, "root_id", None)
     if root_id is not None:
         fields["root_id"] = root_id
@@ -51,6 +52,10 @@ class Record(BaseModel):
     seed_id: str
     parent_id: str | None
     created_at: float = Field(default_factory=time.time, description="unix seconds")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the seed's own fields (a category, a tenant, a priority), carried to every record made from it",
+    )
 
 
 class LLMCall(BaseModel):

@@ -6,10 +6,13 @@ Which stage writes and which reads each topic is declared by the stages themselv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from schemas import records as r
+from schemas.codec import decode
+from schemas.seed_input import read_seed
 
 TopicName = Literal[
     "seeds",
@@ -32,10 +35,12 @@ class TopicSpec:
     record: type[r.Record]
     holds: str
     partitions: int | None = None  # None: kafka.partitions (the setting)
+    read: Callable[[bytes | None], r.Record] | None = None  # None: the codec, strictly
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("seeds", r.Seed, "seed instructions fed by the user"),
+    # any producer's seeds: a full record, an object with "text", or plain text
+    TopicSpec("seeds", r.Seed, "seed instructions fed by the user", read=read_seed),
     TopicSpec("metadata", r.Metadata, "use case and skills of each seed"),
     # one partition: one dedup consumer sees every new instruction, in order
     TopicSpec("decoded", r.Instruction, "basic instructions, iteration 1, as decode made them", partitions=1),
@@ -55,3 +60,9 @@ TOPIC_BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
 
 def record_type(topic: str) -> type[r.Record]:
     return TOPIC_BY_NAME[topic].record
+
+
+def decode_on(topic: str, raw: bytes | None) -> r.Record:
+    """The record a value of `topic` holds (DecodeError with the reason when none)."""
+    spec = TOPIC_BY_NAME[topic]
+    return spec.read(raw) if spec.read is not None else decode(spec.record, raw)

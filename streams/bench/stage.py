@@ -22,8 +22,8 @@ from agents.base import StageContext
 from agents.pipeline import STAGE_BY_NAME, STAGE_INPUTS
 from llm.client import build_clients, open_session
 from schemas import Instruction, JudgeVerdict, MetadataSummary, Record, ScoredPair, derive_id
-from schemas.codec import decode, encode
-from schemas.topics import record_type
+from schemas.codec import encode
+from schemas.topics import decode_on
 from streams.bench import procfs
 from streams.bench.pipeline import bench_seeds
 from streams.bench.samples import percentile
@@ -169,7 +169,7 @@ async def baseline_loop(settings: Settings, stage: str, count: int, timeout: flo
     prefix = settings.kafka.topic_prefix
 
     async def handle(message) -> list:
-        record = decode(record_type(message.topic.removeprefix(prefix)), message.value)
+        record = decode_on(message.topic.removeprefix(prefix), message.value)
         emits = await process(record, context)
         return [
             await producer.send(settings.topic(e.topic), key=e.record.id.encode(), value=encode(e.record))

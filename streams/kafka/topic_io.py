@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from schemas import Record
-from schemas.codec import DecodeError, decode
-from schemas.topics import record_type
+from schemas.codec import DecodeError
+from schemas.topics import decode_on
 from streams.kafka.admin import client_options, ensure_topics, topic_partitions
 from streams.settings import KafkaSettings, Settings
 
@@ -103,7 +103,7 @@ async def read_records(
     async for message in read_messages(settings.kafka, names, follow=follow, idle_timeout=idle_timeout):
         name = message.topic.removeprefix(prefix)
         try:
-            yield name, decode(record_type(name), message.value)
+            yield name, decode_on(name, message.value)
         except DecodeError:
             continue
 

@@ -21,6 +21,8 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import Seed, seed_id_for
+from schemas.codec import DecodeError
+from schemas.seed_input import KNOWN_FIELDS, bounded
 
 TEXT_FIELDS = ("text", "instruction", "prompt", "question", "query")
 FORMATS = ("jsonl", "csv", "parquet", "text")
@@ -47,6 +49,8 @@ class BadLine:
 
 
 Item = Seed | BadLine
+# Which other columns of a row become the seed's attributes: None for all of them.
+Keep = tuple[str, ...] | None
 
 
 def detect_format(name: str) -> str:
@@ -54,12 +58,21 @@ def detect_format(name: str) -> str:
     return SUFFIX_FORMATS.get(Path(name).suffix.lower(), "text")
 
 
-def seed_from_text(text: str, source: str | None = None) -> Seed:
+def seed_from_text(text: str, source: str | None = None, attributes: dict[str, Any] | None = None) -> Seed:
     text = text.strip()
-    return Seed(id=seed_id_for(text), seed_id=seed_id_for(text), parent_id=None, text=text, source=source)
+    seed_id = seed_id_for(text)
+    return Seed(id=seed_id, seed_id=seed_id, parent_id=None, text=text, source=source, attributes=attributes or {})
 
 
-def seed_or_bad(text: Any, number: int, source: str, raw: str, field: str) -> Item:
+def attributes_of_row(row: dict[str, Any], text_field: str, keep: Keep) -> dict[str, Any]:
+    """The row's other columns: the ones named in `keep`, all of them when it is None."""
+    names = [k for k in row if k != text_field and k not in KNOWN_FIELDS] if keep is None else keep
+    return {name: row[name] for name in names if name in row}
+
+
+def seed_or_bad(
+    text: Any, number: int, source: str, raw: str, field: str, attributes: dict[str, Any] | None = None
+) -> Item:
     if text is None:
         return BadLine(number, f"no value in field {field!r}", raw, "MissingText")
     if not isinstance(text, str):
@@ -69,10 +82,12 @@ def seed_or_bad(text: Any, number: int, source: str, raw: str, field: str) -> It
     if not valid_utf8(text):
         return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
     try:
-        return seed_from_text(text, f"{source}:{number}")
+        return seed_from_text(text, f"{source}:{number}", bounded(attributes or {}))
     except ValidationError as exc:  # too long, control characters: the Seed model's rules
         reasons = "; ".join(e["msg"] for e in exc.errors())
         return BadLine(number, f"not a valid seed: {reasons}", raw, "ValidationError")
+    except DecodeError as exc:  # attributes over the bound
+        return BadLine(number, str(exc), raw, exc.error_class)
 
 
 def valid_utf8(text: str) -> bool:
@@ -84,7 +99,9 @@ def valid_utf8(text: str) -> bool:
     return True
 
 
-def parse_jsonl_line(line: str, number: int, source: str, text_field: str | None = None) -> Item:
+def parse_jsonl_line(
+    line: str, number: int, source: str, text_field: str | None = None, keep: Keep | None = None
+) -> Item:
     raw = line.rstrip("\r\n")
     if not valid_utf8(raw):
         return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
@@ -100,7 +117,8 @@ def parse_jsonl_line(line: str, number: int, source: str, text_field: str | None
     field = next((f for f in fields if f in obj), None)
     if field is None:
         return BadLine(number, f"no text field (looked for {', '.join(fields)})", raw, "MissingText")
-    return seed_or_bad(obj[field], number, source, raw, field)
+    attributes = {**attributes_of_row(obj, field, keep), **(obj.get("attributes") or {})}
+    return seed_or_bad(obj[field], number, source, raw, field, attributes)
 
 
 # -- lines, with or without following a growing file ------------------------------------------
@@ -146,13 +164,13 @@ def read_text(lines: Iterable[str], source: str) -> Iterator[Item]:
             yield seed_or_bad(line, number, source, line.rstrip("\r\n"), "<line>")
 
 
-def read_jsonl(lines: Iterable[str], source: str, text_field: str | None = None) -> Iterator[Item]:
+def read_jsonl(lines: Iterable[str], source: str, text_field: str | None = None, keep: Keep = None) -> Iterator[Item]:
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            yield parse_jsonl_line(line, number, source, text_field)
+            yield parse_jsonl_line(line, number, source, text_field, keep)
 
 
-def read_csv(lines: Iterable[str], source: str, text_field: str | None = None) -> Iterator[Item]:
+def read_csv(lines: Iterable[str], source: str, text_field: str | None = None, keep: Keep = None) -> Iterator[Item]:
     """A CSV file with a header row; quoted fields may span lines (numbers are the row's first line)."""
     reader = csv.reader(lines)
     try:
@@ -170,7 +188,8 @@ def read_csv(lines: Iterable[str], source: str, text_field: str | None = None) -
         if len(row) != len(header):
             yield BadLine(number, f"{len(row)} fields, the header has {len(header)}", raw, "WrongFieldCount")
         else:
-            yield seed_or_bad(row[column], number, source, raw, field)
+            attributes = attributes_of_row(dict(zip(header, row, strict=True)), field, keep)
+            yield seed_or_bad(row[column], number, source, raw, field, attributes)
 
 
 def _csv_line(row: list[str]) -> str:
@@ -196,8 +215,11 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def read_parquet(path: Path, text_field: str | None = None, batch_rows: int = 8192) -> Iterator[Item]:
-    """Rows of a Parquet file, reading only the text column, a batch at a time."""
+def read_parquet(
+    path: Path, text_field: str | None = None, batch_rows: int = 8192, keep: Keep = None
+) -> Iterator[Item]:
+    """Rows of a Parquet file, reading only the text column and the attributes' columns, a batch
+    at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -205,12 +227,16 @@ def read_parquet(path: Path, text_field: str | None = None, batch_rows: int = 81
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
         raise FeedError(f"{path}: not a readable Parquet file: {exc}") from exc
-    field = text_column(parquet.schema_arrow.names, text_field, path.name)
+    names = parquet.schema_arrow.names
+    field = text_column(names, text_field, path.name)
+    columns = [field, *(c for c in attributes_of_row(dict.fromkeys(names), field, keep))]
     number = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=[field]):
-        for value in batch.column(0).to_pylist():
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+        for row in batch.to_pylist():
             number += 1
-            yield seed_or_bad(value, number, path.name, orjson.dumps({field: value}).decode(), field)
+            value = row[field]
+            raw = orjson.dumps({field: value}, default=str).decode()
+            yield seed_or_bad(value, number, path.name, raw, field, attributes_of_row(row, field, keep))
 
 
 def read_items(
@@ -222,13 +248,14 @@ def read_items(
     follow: bool = False,
     poll: float = 0.5,
     stop: threading.Event | None = None,
+    keep: Keep = None,
 ) -> Iterator[Item]:
     """Seeds and bad lines of a text-based input (jsonl, csv, text)."""
     lines = read_lines(stream, follow=follow, poll=poll, stop=stop)
     if fmt == "jsonl":
-        return read_jsonl(lines, source, text_field)
+        return read_jsonl(lines, source, text_field, keep)
     if fmt == "csv":
-        return read_csv(lines, source, text_field)
+        return read_csv(lines, source, text_field, keep)
     if fmt == "text":
         return read_text(lines, source)
     raise FeedError(f"{source}: {fmt} is not a line format")
@@ -240,11 +267,11 @@ def text_stream(binary: IO[bytes], fmt: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="" if fmt == "csv" else None)
 
 
-def read_seeds(path: Path, text_field: str | None = None, fmt: str | None = None) -> Iterator[Item]:
+def read_seeds(path: Path, text_field: str | None = None, fmt: str | None = None, keep: Keep = None) -> Iterator[Item]:
     """Seeds and bad lines of a file, its format from its name unless given."""
     fmt = fmt or detect_format(path.name)
     if fmt == "parquet":
-        yield from read_parquet(path, text_field)
+        yield from read_parquet(path, text_field, keep=keep)
         return
     with text_stream(path.open("rb"), fmt) as stream:
-        yield from read_items(stream, fmt, path.name, text_field)
+        yield from read_items(stream, fmt, path.name, text_field, keep=keep)

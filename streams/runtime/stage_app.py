@@ -31,7 +31,7 @@ from schemas import DeadLetter, Record, derive_id, made_from
 from schemas.codec import CODEC_NAME, DecodeError, original_payload
 from schemas.codec import decode as decode_record
 from schemas.codec import encode as encode_record
-from schemas.topics import TopicName, record_type
+from schemas.topics import TopicName, decode_on, record_type
 from streams.kafka.admin import faust_credentials
 from streams.kafka.topic_io import TopicTail, retry_until_broker_answers
 from streams.runtime import metrics
@@ -195,7 +195,7 @@ class StageRunner:
         message = event.message
         raw: bytes | None = message.value
         try:
-            record = decode_record(self.declaration.record, raw)
+            record = decode_on(message.topic.removeprefix(self.settings.kafka.topic_prefix), raw)
         except DecodeError as exc:
             await self.send([self._dead_letter_unreadable(message, exc)])
             metrics.RECORDS.labels(self.stage, "dead_lettered").inc()

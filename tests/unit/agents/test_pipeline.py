@@ -65,6 +65,17 @@ async def test_each_stage_emits_only_what_it_declares_and_uses_every_output(stag
     assert emitted == set(stage.outputs)  # and nothing declared is dead
 
 
+ATTRIBUTES = {"tenant": "acme", "priority": 5}
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+async def test_the_seeds_attributes_travel_to_every_record_a_stage_makes(stage: Stage) -> None:
+    ctx = _context(stage, instructions_per_metadata=2, rubrics_per_metadata=1)
+    for record in INPUTS[stage.name]:
+        emits = await stage.process(record.model_copy(update={"attributes": ATTRIBUTES}), ctx)
+        assert emits and all(emit.record.attributes == ATTRIBUTES for emit in emits)
+
+
 def test_a_stage_that_emits_an_undeclared_topic_is_caught() -> None:
     wrong = [Emit("accepted", scored().instruction), Emit("tailored", scored().instruction)]
     assert tailor.STAGE.undeclared(wrong) == ["accepted"]
