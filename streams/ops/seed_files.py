@@ -70,6 +70,16 @@ def attributes_of_row(row: dict[str, Any], text_field: str, keep: Keep) -> dict[
     return {name: row[name] for name in names if name in row}
 
 
+def check_kept_columns(columns: list[str], keep: Keep, source: str) -> None:
+    """A file with a header (CSV, Parquet) must have every column `--attributes` names."""
+    missing = [name for name in keep or () if name not in columns]
+    if missing:
+        raise FeedError(
+            f"{source}: no column named {', '.join(missing)} (asked for by --attributes); "
+            f"the columns are {', '.join(columns)}"
+        )
+
+
 def seed_or_bad(
     text: Any, number: int, source: str, raw: str, field: str, attributes: dict[str, Any] | None = None
 ) -> Item:
@@ -117,8 +127,10 @@ def parse_jsonl_line(
     field = next((f for f in fields if f in obj), None)
     if field is None:
         return BadLine(number, f"no text field (looked for {', '.join(fields)})", raw, "MissingText")
-    attributes = {**attributes_of_row(obj, field, keep), **(obj.get("attributes") or {})}
-    return seed_or_bad(obj[field], number, source, raw, field, attributes)
+    given = obj.get("attributes") or {}
+    if not isinstance(given, dict):
+        return BadLine(number, f'"attributes" is a {type(given).__name__}, not an object', raw, "WrongType")
+    return seed_or_bad(obj[field], number, source, raw, field, {**attributes_of_row(obj, field, keep), **given})
 
 
 # -- lines, with or without following a growing file ------------------------------------------
@@ -178,6 +190,7 @@ def read_csv(lines: Iterable[str], source: str, text_field: str | None = None, k
     except StopIteration:
         return
     field = text_column(header, text_field, source)
+    check_kept_columns(header, keep, source)
     column = header.index(field)
     first = reader.line_num + 1
     for row in reader:
@@ -229,6 +242,7 @@ def read_parquet(
         raise FeedError(f"{path}: not a readable Parquet file: {exc}") from exc
     names = parquet.schema_arrow.names
     field = text_column(names, text_field, path.name)
+    check_kept_columns(names, keep, path.name)
     columns = [field, *(c for c in attributes_of_row(dict.fromkeys(names), field, keep))]
     number = 0
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):

@@ -33,8 +33,21 @@ from streams.settings import Settings
 FORMATS = ("messages", "alpaca", "sharegpt")
 
 
-def format_pair(pair: AcceptedPair, fmt: str, system: str | None = None) -> dict[str, Any]:
-    """One training example from one accepted pair."""
+def format_pair(
+    pair: AcceptedPair, fmt: str, system: str | None = None, attributes: tuple[str, ...] | bool = False
+) -> dict[str, Any]:
+    """One training example from one accepted pair; with `attributes` (True for all of them, or
+    the names to keep), its seed's attributes too, under "attributes"."""
+    example = _example(pair, fmt, system)
+    if attributes is False:
+        return example
+    kept = (
+        pair.attributes if attributes is True else {k: pair.attributes[k] for k in attributes if k in pair.attributes}
+    )
+    return {**example, "attributes": kept}
+
+
+def _example(pair: AcceptedPair, fmt: str, system: str | None) -> dict[str, Any]:
     if fmt == "messages":
         messages = [{"role": "system", "content": system}] if system else []
         messages += [{"role": "user", "content": pair.instruction}, {"role": "assistant", "content": pair.response}]
@@ -84,12 +97,20 @@ def ids_in_file(path: Path) -> tuple[set[str], int]:
 class SinkWriter:
     """Writes formatted pairs once each; `flush()` makes them durable before offsets are committed."""
 
-    def __init__(self, out: IO[bytes], fmt: str, seen: set[str], system: str | None = None):
+    def __init__(
+        self,
+        out: IO[bytes],
+        fmt: str,
+        seen: set[str],
+        system: str | None = None,
+        attributes: tuple[str, ...] | bool = False,
+    ):
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; the formats are {', '.join(FORMATS)}")
         self.out = out
         self.fmt = fmt
         self.system = system
+        self.attributes = attributes
         self.seen = seen
         self.stats = ExportStats()
 
@@ -103,7 +124,7 @@ class SinkWriter:
             self.stats.duplicates += 1
             return
         self.seen.add(pair.id)
-        self.out.write(orjson.dumps(format_pair(pair, self.fmt, self.system)) + b"\n")
+        self.out.write(orjson.dumps(format_pair(pair, self.fmt, self.system, self.attributes)) + b"\n")
         self.stats.written += 1
 
     def flush(self) -> None:

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.cost import Price
 from agents.pipeline import LLM_STAGES, ROLE_OF_PURPOSE, STAGE_OF_PURPOSE
@@ -32,6 +32,9 @@ from schemas import (
 from schemas.topics import TOPICS
 from streams.ops.dead_letter_replay import reason_kind
 from streams.report.pair_cost import PairCostFigures, pair_cost_figures
+
+if TYPE_CHECKING:
+    from streams.report.breakdown import Breakdown
 
 # Topics the report reads, in pipeline order (those the broker's topic list lacks are skipped).
 REPORT_TOPICS = tuple(t.name for t in TOPICS)
@@ -162,6 +165,7 @@ class Report:
     # per accepted pair by purpose: the pairs' own cost, and every call of the run / accepted
     cost_per_pair: PairCostFigures
     window: dict[str, float | None] = field(default_factory=dict)
+    breakdown: Breakdown | None = None  # by a seed attribute, when asked for (--by)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -432,10 +436,11 @@ def compute(
     embed: Embed | None = None,
     embeddings_note: str | None = None,
     prices: Mapping[str, Price] | None = None,
+    by: str | None = None,
 ) -> Report:
     """Every figure of the report. `embed` (texts -> unit rows) gives the embedding figures;
     without it they stay None and `embeddings_note` (or the default) says why. `prices` (by
-    role) turn tokens into US dollars."""
+    role) turn tokens into US dollars; `by` names a seed attribute to break the figures down by."""
     by_topic = unique_by_topic(records, since, until)
     metadata = _of(by_topic, "metadata", Metadata)
     accepted = _of(by_topic, "accepted", AcceptedPair)
@@ -484,4 +489,17 @@ def compute(
         dead_letters=dead_letter_rows(letters),
         cost_per_pair=pair_cost_figures(accepted, all_calls, prices),
         window={"since": since, "until": until},
+        breakdown=_breakdown(by, by_topic, metadata, accepted, rejected) if by else None,
     )
+
+
+def _breakdown(
+    by: str,
+    by_topic: dict[str, dict[str, Record]],
+    metadata: list[Metadata],
+    accepted: list[AcceptedPair],
+    rejected: list[RejectedInstruction],
+) -> Breakdown:
+    from streams.report.breakdown import breakdown  # it reuses `distribution` from here
+
+    return breakdown(by, by_topic.get("seeds", {}).values(), metadata, accepted, rejected)

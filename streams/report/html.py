@@ -65,6 +65,7 @@ def render(report: Report, *, topic_prefix: str, generated_at: float) -> str:
         f"generated {escape(_when(generated_at))}</div>",
         _cards(report),
         _distributions(report),
+        _breakdown(report),
         _grid([_gap(report), _iterations(report)]),
         _grid([_diversity(report), _duplicates(report)]),
         _stages(report),
@@ -302,6 +303,25 @@ def _cost_per_pair(r: Report) -> str:
         sets = ", ".join(f"{name} ({n:,} pairs)" for name, n in c.prompt_sets.items())
         blocks.append(f"<p class='note'>Prompt set of the accepted pairs (provenance): {escape(sets)}.</p>")
     return _section(blocks)
+
+
+def _breakdown(r: Report) -> str:
+    if r.breakdown is None:
+        return ""
+    from streams.report.breakdown import HEADERS, breakdown_rows
+
+    rows = [[str(cell) for cell in row] for row in breakdown_rows(r.breakdown)]
+    note = (
+        "Each value of the seed attribute: its seeds, accepted and rejected pairs, and the JS divergence of the "
+        "accepted pairs' use cases and skills from its own seeds' (0: same distribution)."
+    )
+    return _section(
+        [
+            f"<h2>By {escape(r.breakdown.attribute)}</h2>",
+            f"<p class='note'>{escape(note)}</p>",
+            _table(HEADERS, rows, "lrrrrrrl"),
+        ]
+    )
 
 
 def _dead_letters(r: Report) -> str:

@@ -35,12 +35,14 @@ class Progress:
         self.ledger = Ledger()
         self.copies: dict[str, Counter[str]] = {t: Counter() for t in TOPICS}
         self.dead: dict[str, DeadLetter] = {}
+        self.kept: dict[tuple[str, str], Record] = {}  # (topic, id): the first copy
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.ledger = Ledger()
         self.copies = {t: Counter() for t in TOPICS}
         self.dead = {}
+        self.kept = {}
         self._task = asyncio.ensure_future(self._follow())
 
     async def stop(self) -> None:
@@ -55,8 +57,16 @@ class Progress:
     def add(self, topic: str, record: Record) -> None:
         self.copies[topic][record.id] += 1
         self.ledger.add(topic, record)
+        self.kept.setdefault((topic, record.id), record)
         if isinstance(record, DeadLetter):
             self.dead[record.id] = record
+
+    def records_by_seed(self) -> dict[str, list[Record]]:
+        """Every record seen (a copy on each topic), by the seed it came from."""
+        out: dict[str, list[Record]] = {}
+        for record in self.kept.values():
+            out.setdefault(record.seed_id, []).append(record)
+        return out
 
     def seen(self) -> int:
         return sum(len(c) for c in self.copies.values())

@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["messages", "alpaca", "sharegpt"], default="messages")
     p.add_argument("--out", default="-", help="output file, appended to (default - : standard output)")
     p.add_argument("--system", help="a system prompt to put in every example")
+    p.add_argument(
+        "--attributes",
+        nargs="?",
+        const="",
+        metavar="NAMES",
+        help='also write each pair\'s seed attributes under "attributes": all of them, or the comma-separated NAMES',
+    )
     p.add_argument("--follow", action="store_true", help="keep exporting new pairs until Ctrl-C or SIGTERM")
     add_settings_flags(p, pipeline=False)
     p.set_defaults(func=run)
@@ -59,7 +66,7 @@ async def _run(settings, args: argparse.Namespace) -> int:
         )
     out = sys.stdout.buffer if to_stdout else open(args.out, "ab")  # noqa: SIM115 - closed below
     try:
-        writer = SinkWriter(out, args.format, seen, args.system)
+        writer = SinkWriter(out, args.format, seen, args.system, attribute_names(args.attributes))
 
         def progress(stats) -> None:
             if args.follow and not to_stdout:
@@ -76,3 +83,11 @@ async def _run(settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def attribute_names(flag: str | None) -> tuple[str, ...] | bool:
+    """--attributes: absent (None) writes none, bare ("") all, else the names listed."""
+    if flag is None:
+        return False
+    names = tuple(name.strip() for name in flag.split(",") if name.strip())
+    return names or True

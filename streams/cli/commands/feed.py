@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--text-field", help="field or column holding the instruction (default: text, instruction, prompt, ...)"
     )
+    kept = p.add_mutually_exclusive_group()
+    kept.add_argument(
+        "--attributes",
+        metavar="COL1,COL2",
+        help="JSONL, CSV, Parquet: the other fields or columns to keep as each seed's attributes (default: all)",
+    )
+    kept.add_argument("--no-attributes", action="store_true", help="keep no other field or column")
     p.add_argument("--follow", action="store_true", help="keep reading as the file grows, until Ctrl-C or SIGTERM")
     p.add_argument("--poll", type=float, default=0.5, help="seconds between looks at a followed file (default 0.5)")
     p.add_argument("--rate", type=float, help="send at most this many seeds per second")
@@ -56,7 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(settings, args: argparse.Namespace) -> int:
     from streams.ops.feeder import Feeder
-    from streams.ops.seed_files import FeedError, detect_format, parquet_rows, read_items, read_parquet, text_stream
+    from streams.ops.seed_files import (
+        FeedError,
+        Keep,
+        detect_format,
+        parquet_rows,
+        read_items,
+        read_parquet,
+        text_stream,
+    )
 
     stdin = args.file == "-"
     fmt = args.format or ("text" if stdin else detect_format(args.file))
@@ -67,6 +82,9 @@ async def _run(settings, args: argparse.Namespace) -> int:
     if fmt == "parquet" and (args.follow or stdin):
         raise FeedError("Parquet is read from a file, whole: --follow and standard input take jsonl, csv or text")
 
+    if fmt == "text" and args.attributes:
+        raise FeedError("plain text has no other columns: --attributes takes jsonl, csv or parquet")
+    keep: Keep = () if args.no_attributes else kept_columns(args.attributes)
     stop = threading.Event()
     interrupted = threading.Event()
     loop = asyncio.get_running_loop()
@@ -83,7 +101,7 @@ async def _run(settings, args: argparse.Namespace) -> int:
     total: int | None
     with ExitStack() as stack:
         if fmt == "parquet":
-            items = read_parquet(path, args.text_field)
+            items = read_parquet(path, args.text_field, keep=keep)
             total = parquet_rows(path)
         else:
             binary = sys.stdin.buffer if stdin else stack.enter_context(path.open("rb"))
@@ -91,7 +109,9 @@ async def _run(settings, args: argparse.Namespace) -> int:
             if stdin:
                 stack.callback(stream.detach)  # leave standard input itself open
             total = None if stdin or args.follow else count_lines(path) - (1 if fmt == "csv" else 0)
-            items = read_items(stream, fmt, source, args.text_field, follow=args.follow, poll=args.poll, stop=stop)
+            items = read_items(
+                stream, fmt, source, args.text_field, follow=args.follow, poll=args.poll, stop=stop, keep=keep
+            )
         progress = stack.enter_context(Progress(total, args.file))
         feeder = Feeder(
             settings,
@@ -109,6 +129,13 @@ async def _run(settings, args: argparse.Namespace) -> int:
         + (" (interrupted)" if interrupted.is_set() and not args.follow else "")
     )
     return 0
+
+
+def kept_columns(flag: str | None) -> tuple[str, ...] | None:
+    """--attributes col1,col2: those columns; absent: None, all of them."""
+    if flag is None:
+        return None
+    return tuple(name.strip() for name in flag.split(",") if name.strip())
 
 
 def count_lines(path: Path) -> int:

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", help="only records created before this time (ISO 8601 or unix seconds)")
     p.add_argument("--gap-threshold", type=float, help="the threshold to mark on the gap histogram (default: settings)")
     p.add_argument("--similarity-threshold", type=float, help="cosine of a near duplicate (default: settings.dedup)")
+    p.add_argument(
+        "--by", metavar="ATTRIBUTE", help="also break the figures down by this seed attribute (category, ...)"
+    )
     p.add_argument("--no-embeddings", action="store_true", help="skip the embedding figures (dispersion, near dups)")
     add_settings_flags(p, pipeline=False)
     p.set_defaults(func=run)
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         html_path, json_path, summary, report = write_report(
-            settings, Path(args.out), since=since, until=until, embeddings=not args.no_embeddings
+            settings, Path(args.out), since=since, until=until, embeddings=not args.no_embeddings, by=args.by
         )
     except KafkaConnectionError as exc:
         print(f"codeclm report: cannot read the topics from {settings.kafka.bootstrap_servers}: {exc}", file=sys.stderr)
@@ -65,11 +68,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for line in cost_lines(report.cost_per_pair):
         print(f"  {line}")
+    for line in breakdown_lines(report):
+        print(f"  {line}")
     return 0
 
 
 def write_report(
-    settings: Settings, out: Path, *, since: float | None, until: float | None, embeddings: bool = True
+    settings: Settings,
+    out: Path,
+    *,
+    since: float | None,
+    until: float | None,
+    embeddings: bool = True,
+    by: str | None = None,
 ) -> tuple[Path, Path, dict[str, Any], Report]:
     from streams.report import figures, html
     from streams.report.collect import load_embedder, read_run
@@ -85,6 +96,7 @@ def write_report(
         embed=embed,
         embeddings_note=note,
         prices=settings.prices(),
+        by=by,
     )
     generated_at = time.time()
     summary = {"topic_prefix": settings.kafka.topic_prefix, "generated_at": generated_at, **report.as_json()}
@@ -145,3 +157,16 @@ def cost_lines(figures: PairCostFigures) -> list[str]:
     lines += ["  " + line for line in table(COST_HEADERS, cost_rows(figures)).splitlines()]
     lines += ["  " + line for line in COST_LEGEND.splitlines()]
     return lines
+
+
+def breakdown_lines(report: Report) -> list[str]:
+    if report.breakdown is None:
+        return []
+    from streams.report.breakdown import HEADERS, breakdown_rows
+    from streams.report.figures import NONE_LABEL
+    from streams.report.text import table
+
+    b = report.breakdown
+    if all(row.value == NONE_LABEL for row in b.rows):
+        return [f"by {b.attribute}: no seed in this run has that attribute"]
+    return [f"by {b.attribute}:", *("  " + line for line in table(HEADERS, breakdown_rows(b)).splitlines())]

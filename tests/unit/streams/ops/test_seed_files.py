@@ -7,6 +7,7 @@ import io
 import threading
 import time
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -214,3 +215,80 @@ def test_lines_the_seed_model_refuses_are_bad_lines_not_crashes(tmp_path):
     assert items[1].line == 2 and "at most 20000 characters" in items[1].reason
     assert items[2].line == 3 and "control character" in items[2].reason
     assert all(isinstance(i, BadLine) and i.error_class == "ValidationError" for i in items[1:])
+
+
+# -- attributes: the other fields and columns of a row ----------------------------------------
+
+
+def seeds(items) -> list[Seed]:
+    return [i for i in items if isinstance(i, Seed)]
+
+
+def test_jsonl_keeps_other_fields_as_attributes_and_merges_an_attributes_object(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"text": "Plan a trip", "category": "generic", "priority": 5, "attributes": {"tenant": "acme"}}\n'
+        '{"instruction": "Sort a list", "id_in_my_db": 17}\n'
+    )
+    first, second = seeds(read_seeds(path))
+    assert first.attributes == {"category": "generic", "priority": 5, "tenant": "acme"}
+    assert second.attributes == {"id_in_my_db": 17}
+
+
+def test_named_attributes_keep_only_those_and_a_row_without_one_keeps_the_rest(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "a", "category": "x", "noise": 1}\n{"text": "b", "noise": 2}\n')
+    first, second = seeds(read_seeds(path, keep=("category",)))
+    assert first.attributes == {"category": "x"}
+    assert second.attributes == {}
+    assert [s.attributes for s in seeds(read_seeds(path, keep=()))] == [{}, {}]
+
+
+def test_an_attributes_field_that_is_not_an_object_is_a_bad_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "a", "attributes": [1, 2]}\n{"text": "b"}\n')
+    items = list(read_seeds(path))
+    assert bad(items) == [(1, "WrongType")]
+    assert texts(items) == ["b"]
+
+
+def test_attributes_over_the_bound_are_a_bad_line_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(orjson.dumps({"text": "a", "notes": "x" * 5000}).decode() + '\n{"text": "b"}\n')
+    items = list(read_seeds(path))
+    assert bad(items) == [(1, "AttributesTooLarge")]
+    assert texts(items) == ["b"]
+
+
+def test_csv_keeps_the_other_columns_as_text(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text('category,instruction,notes\ngeneric,"Write a haiku, about rain",\n')
+    (seed,) = seeds(read_seeds(path))
+    assert seed.text == "Write a haiku, about rain"
+    assert seed.attributes == {"category": "generic", "notes": ""}
+
+
+def test_csv_names_a_kept_column_it_does_not_have(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("instruction,category\nx,y\n")
+    with pytest.raises(FeedError, match=r"no column named tenant.*the columns are instruction, category"):
+        list(read_seeds(path, keep=("tenant",)))
+
+
+def test_parquet_keeps_typed_columns_and_reads_only_those_asked_for(tmp_path):
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"], "score": [1.5, None], "category": ["x", "y"]}), path)
+    assert [s.attributes for s in seeds(read_seeds(path))] == [
+        {"score": 1.5, "category": "x"},
+        {"score": None, "category": "y"},
+    ]
+    assert [s.attributes for s in seeds(read_seeds(path, keep=("category",)))] == [{"category": "x"}, {"category": "y"}]
+    with pytest.raises(FeedError, match="no column named tenant"):
+        list(read_seeds(path, keep=("tenant",)))
+
+
+def test_the_same_text_with_other_attributes_is_the_same_seed(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "Same", "category": "a"}\n{"text": "same ", "category": "b"}\n')
+    first, second = seeds(read_seeds(path))
+    assert first.id == second.id

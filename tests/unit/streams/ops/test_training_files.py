@@ -78,3 +78,10 @@ def test_ids_in_an_existing_file_and_an_interrupted_last_line_is_cut(tmp_path):
     assert ids == {"pair-0", "pair-1", "pair-2"} and cut == len(b'{"id": "pair-9", "messa')
     assert path.read_bytes().endswith(b"\n") and len(path.read_bytes().splitlines()) == 3
     assert ids_in_file(path) == (ids, 0)
+
+
+def test_attributes_are_written_only_when_asked_all_or_the_names_given():
+    p = pair(1).model_copy(update={"attributes": {"category": "generic", "tenant": "acme"}})
+    assert "attributes" not in format_pair(p, "messages")
+    assert format_pair(p, "alpaca", attributes=True)["attributes"] == {"category": "generic", "tenant": "acme"}
+    assert format_pair(p, "sharegpt", attributes=("tenant", "missing"))["attributes"] == {"tenant": "acme"}

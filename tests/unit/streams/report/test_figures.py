@@ -705,3 +705,43 @@ def test_prices_turn_the_cost_per_pair_and_per_stage_into_dollars():
     assert next(s for s in r.stages if s.stage == "contrast").usd == pytest.approx(0.025)
     unpriced = compute([("accepted", pair)], gap_threshold=3, similarity_threshold=0.9)
     assert unpriced.cost_per_pair.usd_per_pair is None
+
+
+# -- by a seed attribute -------------------------------------------------------------------
+
+
+def with_attributes(record, **attributes):
+    return record.model_copy(update={"attributes": attributes})
+
+
+def test_breakdown_by_an_attribute_counts_each_value_and_its_own_drift():
+    seeds = [
+        ("seeds", with_attributes(Seed(id=f"seed-{i}", seed_id=f"seed-{i}", parent_id=None, text=f"t{i}"), **a))
+        for i, a in enumerate([{"category": "math"}, {"category": "math"}, {"category": "writing"}, {}])
+    ]
+    records = [
+        *seeds,
+        ("metadata", with_attributes(metadata_record("m1", meta("algebra", "maths")), category="math")),
+        ("metadata", with_attributes(metadata_record("m2", meta("poems", "rhyme")), category="writing")),
+        ("accepted", with_attributes(accepted("r1", 1, meta("algebra", "maths")), category="math")),
+        ("accepted", with_attributes(accepted("r2", 2, meta("geometry", "maths")), category="math")),
+        ("rejected", with_attributes(rejected("r3"), category="writing")),
+    ]
+    b = report(records, by="category").breakdown
+    assert b is not None and b.attribute == "category"
+    rows = {r.value: r for r in b.rows}
+    assert set(rows) == {"math", "writing", "(none)"}
+    math_row = rows["math"]
+    assert (math_row.seeds, math_row.accepted, math_row.rejected, math_row.accepted_rate) == (2, 2, 0, 1.0)
+    assert math_row.js_skills == pytest.approx(0.0)  # maths in and out
+    assert math_row.js_use_case == pytest.approx(js_divergence({"algebra": 1}, {"algebra": 1, "geometry": 1}))
+    assert math_row.top_use_cases == ["algebra", "geometry"]
+    assert (rows["writing"].accepted, rows["writing"].rejected, rows["writing"].accepted_rate) == (0, 1, 0.0)
+    assert rows["(none)"].seeds == 1 and rows["(none)"].accepted_rate is None
+    assert report(records).breakdown is None
+
+
+def test_breakdown_labels_non_text_values_as_json():
+    records = [("accepted", with_attributes(accepted("r1", 1), priority=5, tags=["b", "a"]))]
+    assert [r.value for r in report(records, by="priority").breakdown.rows] == ["5"]
+    assert [r.value for r in report(records, by="tags").breakdown.rows] == ['["b","a"]']
