@@ -15,6 +15,7 @@ from streams.kafka.topic_io import follow_until, read_records
 from streams.ops.feeder import feed_seeds
 from streams.ops.ledger import Ledger
 from streams.ops.seed_files import seed_from_text
+from streams.runtime.http import URL_FILE, url_of_worker
 from streams.settings import Settings, overlay
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -116,9 +117,21 @@ async def test_the_pipeline_completes_with_each_providers_parameters_and_headers
 
 
 async def _metrics(settings: Settings) -> str:
-    url = (settings.worker.data_dir / "http-url").read_text().strip()
+    """The worker's /metrics; empty while it has not yet started its HTTP endpoint."""
+    url = url_of_worker(settings.worker.data_dir / URL_FILE)
+    if url is None:
+        return ""
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
         return await response.text()
+
+
+async def _wait_for_metric(settings: Settings, text: str, worker, timeout: float = 90) -> None:
+    """Until `text` is in the worker's /metrics: a loaded machine starts a worker slowly."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while text not in await _metrics(settings):
+        assert worker.popen.poll() is None, f"worker died:\n{worker.tail()}"
+        assert asyncio.get_running_loop().time() < deadline, f"no {text!r} in /metrics after {timeout} s"
+        await asyncio.sleep(0.5)
 
 
 @pytest.mark.parametrize("mistake", ["wrong key", "unknown model"])
@@ -135,10 +148,9 @@ async def test_a_refused_configuration_dead_letters_nothing_and_the_fix_complete
         worker = start_worker(broken, "worker-broken")
         seeds = [seed_from_text(f"Write the {mistake} onboarding checklist for team {i}") for i in range(3)]
         await feed_seeds(broken, seeds)
-        await asyncio.sleep(8)  # long enough for every seed to have been tried, and tried again
-
         status = "401" if mistake == "wrong key" else "404"
-        assert f'codeclm_llm_endpoint_refused{{reason="HTTP {status}' in await _metrics(broken)
+        await _wait_for_metric(broken, f'codeclm_llm_endpoint_refused{{reason="HTTP {status}', worker)
+        await asyncio.sleep(3)  # every seed tried, and tried again after the probe interval (1 s)
         assert "refuses the configuration" in worker.tail(200)
         assert worker.popen.poll() is None
         dead = [r async for _, r in read_records(broken, ["deadletter"])]
