@@ -9,6 +9,8 @@ import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
+from schemas.records import SCHEMA_VERSION
+
 M = TypeVar("M", bound=BaseModel)
 
 CODEC_NAME = "codeclm-orjson"
@@ -22,8 +24,21 @@ class DecodeError(ValueError):
         self.error_class = error_class
 
 
+# Kafka headers on every record codeclm writes, so a consumer in any language can route on the
+# record's type and version without parsing its value.
+SCHEMA_VERSION_HEADER = "codeclm-schema-version"
+RECORD_TYPE_HEADER = "codeclm-record"
+
+
 def encode(record: BaseModel) -> bytes:
     return orjson.dumps(record.model_dump(mode="json"))
+
+
+def record_headers(record: BaseModel) -> list[tuple[str, bytes]]:
+    """The headers of `record` on a topic: its schema version and its record type."""
+    version = getattr(record, "schema_version", None)
+    headers = [(RECORD_TYPE_HEADER, type(record).__name__.encode())]
+    return headers if version is None else [(SCHEMA_VERSION_HEADER, str(version).encode()), *headers]
 
 
 def decode(model: type[M], data: bytes | None) -> M:
@@ -38,7 +53,19 @@ def decode(model: type[M], data: bytes | None) -> M:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        raise DecodeError(f"not a valid {model.__name__}: {short_errors(exc)}", "ValidationError") from exc
+        reason = f"not a valid {model.__name__}: {short_errors(exc)}"
+        raise DecodeError(reason + newer_version_hint(obj), "ValidationError") from exc
+
+
+def newer_version_hint(obj: dict[str, Any]) -> str:
+    """Why a record from a later codeclm may not read here, and what to do about it."""
+    version = obj.get("schema_version")
+    if not isinstance(version, int) or version <= SCHEMA_VERSION:
+        return ""
+    return (
+        f" (the record is schema_version {version}, this codeclm reads up to {SCHEMA_VERSION}: upgrade it, "
+        "then replay it: `codeclm deadletter --replay ID`)"
+    )
 
 
 def original_payload(data: bytes | None) -> tuple[str, Literal["utf-8", "base64"]]:

@@ -13,9 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# What bumps it: a change an existing reader could misread (a field removed, renamed, retyped or
+# given another meaning, a new field a reader must not ignore). Adding a field with a default
+# does not: every reader ignores fields it does not know (docs/records.md, "Schema versions").
 # 2: an accepted pair's cost is fractional (its share of calls that served its siblings) and
 # covers every iteration; records name their prompt set; accepted pairs carry their provenance.
 SCHEMA_VERSION = 2
+
+# Frozen: a record is a fact. Fields this version does not know are ignored, not refused, so a
+# record written by a later codeclm (or a producer adding its own) still reads here.
+RECORD_CONFIG = ConfigDict(frozen=True, extra="ignore")
 
 
 def derive_id(prefix: str, *parts: object) -> str:
@@ -45,7 +52,7 @@ def made_from(parent: Record) -> dict[str, Any]:
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     schema_version: int = SCHEMA_VERSION
     id: str
@@ -61,7 +68,7 @@ class Record(BaseModel):
 class LLMCall(BaseModel):
     """What one LLM call cost; every record that came out of an LLM carries its calls."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     purpose: str = Field(description="encode, decode, rubrics, tailor, answer_strong, answer_target, judge")
     model: str
@@ -76,7 +83,7 @@ class PromptSetRef(BaseModel):
     """Which prompts an LLM record came from: the set (`paper`, `small-model`) and its version,
     a hash of the set's prompt files, so any change to a prompt shows on the records."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     name: str
     version: str
@@ -86,7 +93,7 @@ class CallTotals(BaseModel):
     """LLM calls and their tokens, summed; fractional where they are a share of calls that
     served several instructions (encode, decode and rubrics serve every sibling)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     calls: float = 0.0
     prompt_tokens: float = 0.0
@@ -97,7 +104,7 @@ class Provenance(BaseModel):
     """What made an accepted pair: the models that answered, the prompt set and the pipeline
     settings, so a data set can be audited and reproduced."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     strong_model: str
     target_model: str
@@ -114,7 +121,7 @@ class MetadataSummary(BaseModel):
     output-format constraints; off (the paper's behaviour), they stay None and empty.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     use_case: str
     skills: tuple[str, ...]
@@ -193,7 +200,7 @@ class Instruction(Record):
 class JudgeVerdict(BaseModel):
     """One judge pass: the scores it gave the strong and the target answer (1-10)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = RECORD_CONFIG
 
     strong_first: bool
     strong_score: float

@@ -22,7 +22,7 @@ from agents.base import StageContext
 from agents.pipeline import STAGE_BY_NAME, STAGE_INPUTS
 from llm.client import build_clients, open_session
 from schemas import Instruction, JudgeVerdict, MetadataSummary, Record, ScoredPair, derive_id
-from schemas.codec import encode
+from schemas.codec import encode, record_headers
 from schemas.topics import decode_on
 from streams.bench import procfs
 from streams.bench.pipeline import bench_seeds
@@ -172,7 +172,12 @@ async def baseline_loop(settings: Settings, stage: str, count: int, timeout: flo
         record = decode_on(message.topic.removeprefix(prefix), message.value)
         emits = await process(record, context)
         return [
-            await producer.send(settings.topic(e.topic), key=e.record.id.encode(), value=encode(e.record))
+            await producer.send(
+                settings.topic(e.topic),
+                key=e.record.id.encode(),
+                value=encode(e.record),
+                headers=record_headers(e.record),
+            )
             for e in emits
         ]
 

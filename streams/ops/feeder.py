@@ -27,7 +27,7 @@ from typing import Literal, cast
 from aiokafka import AIOKafkaProducer
 
 from schemas import DeadLetter, Record, Seed, derive_id
-from schemas.codec import encode, original_payload
+from schemas.codec import encode, original_payload, record_headers
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topic_io import idempotent_producer, read_messages
 from streams.ops.seed_files import BadLine, Item
@@ -155,7 +155,9 @@ class Feeder:
             record, topic = item, "seeds"
             self.stats.fed += 1
             self.on_fed(item)
-        future = await producer.send(self.settings.topic(topic), key=record.id.encode(), value=encode(record))
+        future = await producer.send(
+            self.settings.topic(topic), key=record.id.encode(), value=encode(record), headers=record_headers(record)
+        )
         self._unacked.append(future)
         while len(self._unacked) > MAX_UNACKED or (self._unacked and self._unacked[0].done()):
             await self._unacked.popleft()  # raises if the broker refused it

@@ -28,7 +28,7 @@ from llm.base import ChatModel
 from llm.cache import CALL_SCOPE, AnswerCache, CachedChatModel
 from llm.client import build_clients, open_session
 from schemas import DeadLetter, Record, derive_id, made_from
-from schemas.codec import CODEC_NAME, DecodeError, original_payload
+from schemas.codec import CODEC_NAME, DecodeError, original_payload, record_headers
 from schemas.codec import decode as decode_record
 from schemas.codec import encode as encode_record
 from schemas.topics import TopicName, decode_on, record_type
@@ -249,7 +249,7 @@ class StageRunner:
                 encode_record(emit.record),
                 partition=None,
                 timestamp=None,
-                headers=None,
+                headers=record_headers(emit.record),
             )
             for emit in emits
         ]

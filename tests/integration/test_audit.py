@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from agents.pipeline import CONSERVATION_TOPICS
@@ -14,21 +9,10 @@ from streams.kafka.topic_io import follow_until
 from streams.ops.feeder import feed_seeds
 from streams.ops.ledger import Ledger
 from streams.ops.seed_files import seed_from_text
-from streams.settings import overlay, settings_env
+from streams.settings import overlay
+from tests.integration.commands import codeclm
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env={**os.environ, **settings_env(settings)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 async def test_audit_holds_after_a_run_and_names_what_is_missing(settings, llm_double, start_worker):
@@ -55,24 +39,24 @@ async def test_audit_holds_after_a_run_and_names_what_is_missing(settings, llm_d
     ), worker.tail()
     assert worker.stop() == 0
 
-    audit = cli(settings, "audit")
+    audit = codeclm(settings, "audit")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "3 seeds" in audit.stdout and "9 instructions" in audit.stdout and "conservation holds" in audit.stdout
 
-    trace = cli(settings, "trace", seeds[0].id)
+    trace = codeclm(settings, "trace", seeds[0].id)
     assert trace.returncode == 0, trace.stderr
     account = ledger.account(seeds[0].id)
     assert trace.stdout.startswith(f"seed {seeds[0].id}: {seeds[0].text}")
     assert "metadata meta-" in trace.stdout and trace.stdout.count("  instruction ") == 3
     for pair in account.accepted.values():
         assert f"accepted {pair.id}" in trace.stdout
-    assert cli(settings, "trace", "--text", seeds[0].text).stdout == trace.stdout
-    assert cli(settings, "trace", "seed-00000000000000000000").returncode == 1
+    assert codeclm(settings, "trace", "--text", seeds[0].text).stdout == trace.stdout
+    assert codeclm(settings, "trace", "seed-00000000000000000000").returncode == 1
 
     # A seed fed while no worker runs is not accounted for: the audit says so, and fails.
     late = seed_from_text("Nobody will process this one.")
     await feed_seeds(settings, [late])
-    audit = cli(settings, "audit")
+    audit = codeclm(settings, "audit")
     assert audit.returncode == 1
     assert f"missing: {late.id}: no metadata and no dead letter" in audit.stdout
-    assert cli(settings, "audit", "--seed", seeds[1].id).returncode == 0
+    assert codeclm(settings, "audit", "--seed", seeds[1].id).returncode == 0

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,11 +14,11 @@ from aiokafka import AIOKafkaProducer
 from streams.kafka.admin import client_options, ensure_topics
 from streams.ops.feeder import feed_seeds
 from streams.ops.seed_files import seed_from_text
-from streams.settings import overlay, settings_env
+from streams.settings import overlay
+from tests.integration.commands import codeclm
 from tests.integration.follow import Progress
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def control(url: str, **changes) -> None:
@@ -30,15 +27,7 @@ def control(url: str, **changes) -> None:
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **settings_env(settings)}
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "deadletter", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return codeclm(settings, "deadletter", *args)
 
 
 async def follow(settings, worker, until, what: str):

@@ -17,7 +17,18 @@ from agents import cost
 from agents.base import Emit, StageContext
 from agents.settings import PipelineSettings
 from llm.base import Completion, LLMError, Message
-from schemas import Instruction, JudgeVerdict, LLMCall, Metadata, MetadataSummary, Record, ScoredPair, Seed, derive_id
+from schemas import (
+    Instruction,
+    JudgeVerdict,
+    LLMCall,
+    Metadata,
+    MetadataSummary,
+    Record,
+    ScoredPair,
+    Seed,
+    derive_id,
+    seed_id_for,
+)
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ RUBRICS = ("Form", "Figurative language", "Length", "Concision")
 
 
 def seed(text: str = "Write a poem about the sea.") -> Seed:
-    seed_id = derive_id("seed", text)
+    seed_id = seed_id_for(text)
     return Seed(id=seed_id, seed_id=seed_id, parent_id=None, text=text, created_at=1.0)
 
 

@@ -12,7 +12,8 @@ from agents import filter as filter_stage
 from agents.base import Emit, Stage
 from agents.dedup import Deduplicator, DedupState
 from agents.pipeline import CONSERVATION_TOPICS, STAGE_BY_NAME, STAGES, TERMINAL_TOPICS, topic_table
-from schemas.topics import TOPICS, record_type
+from schemas.topics import TOPICS, decode_on, record_type
+from tests.later_records import ADDED, ADDED_VALUE, with_added_fields
 from tests.paths import ROOT
 from tests.unit.fakes import ScriptedChatModel, by_marker, instruction, make_context, metadata, scored, seed
 
@@ -74,6 +75,19 @@ async def test_the_seeds_attributes_travel_to_every_record_a_stage_makes(stage: 
     for record in INPUTS[stage.name]:
         emits = await stage.process(record.model_copy(update={"attributes": ATTRIBUTES}), ctx)
         assert emits and all(emit.record.attributes == ATTRIBUTES for emit in emits)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+async def test_each_stage_reads_records_with_fields_it_does_not_know_and_makes_the_same(stage: Stage) -> None:
+    for record in INPUTS[stage.name]:
+        for topic in stage.inputs:
+            later = decode_on(topic, with_added_fields(record))
+            # on the seeds topic a field codeclm does not know is the producer's own: an attribute
+            expected = record.model_copy(update={"attributes": {ADDED: ADDED_VALUE}}) if topic == "seeds" else record
+            assert later == expected
+            made = await stage.process(later, _context(stage, instructions_per_metadata=2, rubrics_per_metadata=1))
+            again = await stage.process(record, _context(stage, instructions_per_metadata=2, rubrics_per_metadata=1))
+            assert [(e.topic, e.record.id) for e in made] == [(e.topic, e.record.id) for e in again] != []
 
 
 def test_a_stage_that_emits_an_undeclared_topic_is_caught() -> None:
