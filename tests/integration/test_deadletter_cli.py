@@ -70,7 +70,7 @@ async def test_dead_letters_are_summarised_and_replayed_into_their_stage(setting
     producer = AIOKafkaProducer(**client_options(settings.kafka))
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic("seeds"), b"\x00\x01 not a seed")
+        await producer.send_and_wait(settings.topic("seeds"), b"\xff\x01 not a seed")
     finally:
         await producer.stop()
     worker = start_worker(settings)
@@ -83,7 +83,7 @@ async def test_dead_letters_are_summarised_and_replayed_into_their_stage(setting
     assert report["total"] == 6
     assert groups[("encode", "LLMError")]["count"] == 5
     assert any("HTTP #" in reason for reason in groups[("encode", "LLMError")]["reasons"])
-    assert groups[("encode", "JSONDecodeError")]["count"] == 1
+    assert groups[("encode", "UnicodeDecodeError")]["count"] == 1
     text = cli(settings)
     assert "6 dead letters" in text.stdout and "LLMError" in text.stdout
 

@@ -214,7 +214,7 @@ async def test_report_figures_match_the_records_and_the_page_is_self_contained(
 
     dead_rows = data["dead_letters"]
     assert sum(r["count"] for r in dead_rows) == len(by_topic["deadletter"])
-    assert any(r["stage"] == "encode" and r["error_class"] == "ValidationError" for r in dead_rows)
+    assert any(r["stage"] == "encode" and r["error_class"] == "MissingText" for r in dead_rows)
     assert all(isinstance(d, DeadLetter) for d in by_topic["deadletter"].values())
 
     # Embedding figures: computed when the neardup extra is installed, else null with the reason.
