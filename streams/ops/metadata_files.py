@@ -53,6 +53,7 @@ MAX_SKILLS = 10  # the paper's metadata has at most 3; a user may list more, not
 DIFFICULTIES = ("easy", "medium", "hard")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _SEPARATORS = re.compile(r"[\s_-]+")
+_WORD = re.compile(r"\w")
 
 MetadataItem = Metadata | BadLine
 
@@ -73,8 +74,8 @@ def column_key(name: str) -> str:
 
 def parse_list(value: Any, what: str) -> tuple[str, ...]:
     """Labels from a JSON list of strings, a string holding one (`["a", "b"]`), or a string
-    separated by `;` (or by `,` when it has no `;`): stripped, empty ones dropped, a repeat
-    (ignoring case) kept once."""
+    separated by `;` (or by `,` when it has no `;`): stripped, empty ones and stray punctuation
+    dropped, a repeat (ignoring case) kept once."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = orjson.loads(value)
@@ -91,7 +92,7 @@ def parse_list(value: Any, what: str) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise RowError(f"{what} holds a {type(item).__name__}, not text: {item!r}", "WrongType")
         label = " ".join(item.split())
-        if label:
+        if _WORD.search(label):
             out.setdefault(label.casefold(), label)
     return tuple(out.values())
 
