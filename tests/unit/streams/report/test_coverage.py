@@ -7,8 +7,8 @@ import asyncio
 
 from agents.augment import augmented_record, candidates
 from schemas import AcceptedPair, Metadata, MetadataSummary, metadata_id_for
-from streams.report.coverage import AugmentationCoverage, Coverage, augmentation_coverage, coverage, coverage_lines
 from streams.report import html
+from streams.report.coverage import AugmentationCoverage, Coverage, augmentation_coverage, coverage, coverage_lines
 from streams.report.figures import compute
 from streams.settings import Settings, overlay
 from tests.integration.reference import reference_run
