@@ -35,6 +35,7 @@ from streams.ops.seed_files import (
     Keep,
     csv_table,
     detect_format,
+    json_line,
     read_lines,
     text_stream,
     valid_utf8,
@@ -167,13 +168,10 @@ def metadata_or_bad(row: dict[str, Any], number: int, raw: str, keep: Keep) -> M
 
 
 def parse_jsonl_line(line: str, number: int, keep: Keep = None) -> MetadataItem:
-    raw = line.rstrip("\r\n")
-    if not valid_utf8(raw):
-        return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        return BadLine(number, f"not JSON: {exc}", raw, "JSONDecodeError")
+    read = json_line(line, number)
+    if isinstance(read, BadLine):
+        return read
+    raw, obj = read
     if not isinstance(obj, dict):
         return BadLine(number, f"expected a JSON object, got {type(obj).__name__}", raw, "WrongType")
     return metadata_or_bad(obj, number, raw, keep)

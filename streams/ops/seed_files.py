@@ -99,16 +99,24 @@ def valid_utf8(text: str) -> bool:
     return True
 
 
-def parse_jsonl_line(
-    line: str, number: int, source: str, text_field: str | None = None, keep: Keep | None = None
-) -> Item:
+def json_line(line: str, number: int) -> tuple[str, Any] | BadLine:
+    """A JSONL line without its line end, and its JSON value; or the BadLine saying why not."""
     raw = line.rstrip("\r\n")
     if not valid_utf8(raw):
         return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
     try:
-        obj = orjson.loads(line)
+        return raw, orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         return BadLine(number, f"not JSON: {exc}", raw, "JSONDecodeError")
+
+
+def parse_jsonl_line(
+    line: str, number: int, source: str, text_field: str | None = None, keep: Keep | None = None
+) -> Item:
+    read = json_line(line, number)
+    if isinstance(read, BadLine):
+        return read
+    raw, obj = read
     if isinstance(obj, str):
         return seed_or_bad(obj, number, source, raw, "<string>")
     if not isinstance(obj, dict):

@@ -94,15 +94,18 @@ async def _dry_run(settings: Settings, count: int) -> int:
 def report_lines(outcome: Outcome, topic: str, check_with: str) -> list[str]:
     lines = [
         f"{outcome.already} augmented metadata already on {topic}, target {outcome.target}; "
-        f"the rule allowed {outcome.available} new combinations"
+        f"the rule allows {outcome.available} new combinations"
     ]
-    if check_with == "model":
+    if outcome.already >= outcome.target:
+        return [*lines, "the target is met: nothing to make"]
+    checked = len(outcome.made) + len(outcome.refused)
+    if check_with == "model" and checked:
         prompt = sum(c.prompt_tokens for c in outcome.calls)
         completion = sum(c.completion_tokens for c in outcome.calls)
         lines.append(
-            f"the strong model checked {len(outcome.made) + len(outcome.refused)}: {len(outcome.made)} made sense, "
-            f"{len(outcome.refused)} refused (dead-lettered, never asked again); {len(outcome.calls)} calls, "
-            f"{prompt} prompt + {completion} completion tokens"
+            f"the strong model checked {checked}: {len(outcome.made)} made sense, {len(outcome.refused)} refused "
+            f"(dead-lettered, never asked again); {len(outcome.calls)} calls, {prompt} prompt + {completion} "
+            "completion tokens"
         )
     lines.append(f"made {len(outcome.made)} augmented metadata records on {topic}")
     for record in outcome.made[:SHOWN]:

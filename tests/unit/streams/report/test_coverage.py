@@ -12,6 +12,7 @@ from streams.report.coverage import AugmentationCoverage, Coverage, augmentation
 from streams.report.figures import compute
 from streams.settings import Settings, overlay
 from tests.integration.reference import reference_run
+from tests.unit.streams.report.test_figures import accepted
 
 
 def root(use_case: str, *skills: str, augmented_from: tuple[str, ...] = ()) -> Metadata:
@@ -23,24 +24,8 @@ def root(use_case: str, *skills: str, augmented_from: tuple[str, ...] = ()) -> M
 
 
 def pair(of: Metadata, n: int = 0) -> AcceptedPair:
-    return AcceptedPair(
-        id=f"pair-{of.id}-{n}",
-        seed_id=of.seed_id,
-        parent_id="scored",
-        root_id=f"inst-{of.id}-{n}",
-        iteration=1,
-        instruction="x",
-        response="y",
-        response_source="strong",
-        strong_score=8,
-        target_score=3,
-        gap=5,
-        metadata=of.metadata,
-        lineage=(of.id,),
-        llm_calls=1,
-        prompt_tokens=1,
-        completion_tokens=1,
-    )
+    """An accepted pair of the root `of` (the figures tests' builder, moved to that root)."""
+    return accepted(f"inst-{of.id}-{n}", 1, of.metadata).model_copy(update={"seed_id": of.seed_id})
 
 
 def test_coverage_counts_distinct_use_cases_skills_and_their_pairs_ignoring_case_and_spaces() -> None:
