@@ -2,7 +2,8 @@
 
 - `paper` (the default): the paper's Figures 7-11 in our words. Encode shows three
   demonstrations; decode, rubrics and tailor are zero-shot, so a model has nothing to copy;
-  the judge answers with one line of two scores and nothing else.
+  the judge answers with one line of two scores and nothing else. `augment` (the strong
+  model's check of a combination metadata augmentation made) answers Yes or No.
 - `small-model`: few-shot examples in every prompt and a judge that explains itself, for
   models too small to follow a format they have only been told (the demo's SmolLM2-135M).
 
@@ -26,7 +27,7 @@ from schemas import PromptSetRef
 PromptSetName = Literal["paper", "small-model"]
 PROMPT_SETS: tuple[PromptSetName, ...] = ("paper", "small-model")
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-PROMPT_NAMES = ("encode", "encode_rich", "decode", "decode_rich", "rubrics", "tailor", "judge")
+PROMPT_NAMES = ("encode", "encode_rich", "decode", "decode_rich", "rubrics", "tailor", "judge", "augment")
 
 _SECTION = re.compile(r"^=== *(system|user|example) *===[ \t]*$", re.M)
 _ANSWER_RULE = re.compile(r"^--- *answer *---[ \t]*$", re.M)
@@ -99,6 +100,7 @@ class PromptSet:
     rubrics: ChatPrompt
     tailor: ChatPrompt
     judge: ChatPrompt
+    augment: ChatPrompt  # the check of an augmented combination (codeclm augment --check model)
 
     @property
     def ref(self) -> PromptSetRef:

@@ -19,6 +19,7 @@ from schemas.records import (
     Seed,
     derive_id,
     made_from,
+    metadata_id_for,
     normalise_text,
     seed_id_for,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Seed",
     "derive_id",
     "made_from",
+    "metadata_id_for",
     "normalise_text",
     "seed_id_for",
 ]

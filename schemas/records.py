@@ -40,6 +40,15 @@ def seed_id_for(text: str) -> str:
     return derive_id("seed", normalise_text(text))
 
 
+def metadata_id_for(use_case: str, skills: tuple[str, ...]) -> str:
+    """The id of metadata that starts a root (a user wrote it, or augmentation combined it):
+    a hash of the normalised use case and the set of normalised skills, so the same metadata,
+    skills in any order, is the same root wherever it comes from."""
+    return derive_id(
+        "meta", "use case", normalise_text(use_case), "skills", *sorted({normalise_text(s) for s in skills})
+    )
+
+
 def made_from(parent: Record) -> dict[str, Any]:
     """The lineage fields of a record made from `parent`: its seed and its parent, its root
     when the parent has one (an instruction's iterations, their scores and verdicts), and the
@@ -156,12 +165,26 @@ class Seed(Record):
 
 # -- metadata ------------------------------------------------------------------------------
 class Metadata(Record):
-    """encode: seed -> use case + skills. `parent_id` is the seed id."""
+    """encode: seed -> use case + skills. `parent_id` is the seed id.
+
+    Metadata can also start a root itself, with no seed: written by a user (`codeclm feed
+    --metadata`) or made by augmentation (`codeclm augment`). Such a record has `parent_id`
+    None, `seed_id == id` (`metadata_id_for` its use case and skills) and `seed_text` "";
+    an augmented one names the metadata records it combined in `augmented_from`.
+    """
 
     seed_text: str
     metadata: MetadataSummary
     llm_calls: tuple[LLMCall, ...] = ()
     prompts: PromptSetRef | None = None
+    augmented_from: tuple[str, ...] = Field(
+        default=(), description="ids of the metadata records augmentation combined into this one (empty otherwise)"
+    )
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this metadata starts a root itself (no seed before it)."""
+        return self.parent_id is None
 
 
 # -- basic and tailored ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The LLM double: a stand-in for an OpenAI-compatible model server, for tests and benchmarks;
-not a model. It answers each pipeline prompt (encode, decode, rubrics, tailor, judge, answer)
-of both prompt sets with a deterministic, well-formed reply, and has knobs for latency, rate
-limits, server errors, hangs and malformed output, drawn from a seeded RNG so runs repeat.
+not a model. It answers each pipeline prompt (encode, decode, rubrics, tailor, judge, answer,
+and augment's check) of both prompt sets with a deterministic, well-formed reply, and has knobs
+for latency, rate limits, server errors, hangs and malformed output, drawn from a seeded RNG so
+runs repeat.
 
     python -m llm.double --port 8100 --latency-ms 200 --rate-429 0.05 --retry-after-s 1
     python -m llm.double --style chat    # answers formatted as strong chat models write them

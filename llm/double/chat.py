@@ -19,10 +19,11 @@ from llm.double.choices import (
     _rubrics_asked,
     _Subject,
     _subject,
+    augment_sensible,
     encode_fields,
     stable_hash,
 )
-from llm.double.prompts import _decode_asked, _instruction_in
+from llm.double.prompts import _augment_asked, _decode_asked, _instruction_in
 
 # A sentence each, added by tailor; none says "numbered list" (a marker of decode prompts).
 _CHAT_CONSTRAINTS = (
@@ -310,6 +311,14 @@ def chat_encode_reply(prompt: str) -> str:
     asked), with the metadata `encode_fields` gives."""
     lines = [f"**{label}:** {value}" for label, value in _encode_lines(encode_fields(prompt))]
     return "Here is the analysis of the instruction:\n\n" + "\n".join(lines)
+
+
+def chat_augment_reply(prompt: str) -> str:
+    """The verdict in bold, then a sentence saying why, as chat models answer a yes/no question."""
+    use_case, skills = _augment_asked(prompt)
+    if augment_sensible(use_case, skills):
+        return f"**Yes.** A user asking for {use_case.lower()} could well need {', '.join(skills)}."
+    return f"**No.** {', '.join(skills).capitalize()} rarely come up together in {use_case.lower()}."
 
 
 def chat_answer_reply(prompt: str, model: str) -> str:

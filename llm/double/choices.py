@@ -37,6 +37,13 @@ def _pick(options: tuple[str, ...], *parts: str) -> str:
     return options[stable_hash(*parts) % len(options)]
 
 
+def augment_sensible(use_case: str, skills: list[str]) -> bool:
+    """Whether the double finds a combination sensible: about three in four are, picked by a
+    hash of the use case and the set of skills (their order and case do not count)."""
+    key = [use_case.casefold().strip(), *sorted(s.casefold() for s in skills)]
+    return stable_hash(*key, "augment") % 4 != 0
+
+
 def judge_scores(prompt: str) -> tuple[int, int]:
     """Scores 1-10 of the two answers in a judge prompt. Each depends only on the answer's
     own text, so an answer scores the same in either position."""

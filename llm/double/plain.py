@@ -12,11 +12,12 @@ from llm.double.choices import (
     _rubrics_asked,
     _subject,
     _tag,
+    augment_sensible,
     encode_fields,
     judge_scores,
     stable_hash,
 )
-from llm.double.prompts import _decode_asked, _instruction_in, _scores_only
+from llm.double.prompts import _augment_asked, _decode_asked, _instruction_in, _scores_only
 
 _CONSTRAINTS = (
     "Include a worked example.",
@@ -74,6 +75,11 @@ def encode_reply(prompt: str) -> str:
     would, follows the seed's own text (the same seed, up to case and white space, the same
     order). The rich fields come when the prompt asks for them."""
     return "\n".join(f"{label}: {value}" for label, value in _encode_lines(encode_fields(prompt)))
+
+
+def augment_reply(prompt: str) -> str:
+    """Yes or No, as `augment_sensible` finds the combination."""
+    return "Yes" if augment_sensible(*_augment_asked(prompt)) else "No"
 
 
 def answer_reply(prompt: str, model: str) -> str:

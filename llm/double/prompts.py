@@ -1,5 +1,5 @@
-"""Reading a pipeline prompt: which prompt it is (`classify`: judge, rubrics, tailor, decode,
-encode or answer, by the markers its text carries) and the fields the replies are made from
+"""Reading a pipeline prompt: which prompt it is (`classify`: judge, rubrics, tailor, augment,
+decode, encode or answer, by the markers its text carries) and the fields the replies are made from
 (the judge's two answers, the instruction to tailor, what a decode prompt asks for, the seed
 of an encode prompt and its content words). Pure functions, no I/O; they work on both prompt
 sets (agents/prompts/paper and agents/prompts/small-model)."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-KINDS = ("judge", "rubrics", "tailor", "decode", "encode", "answer")
+KINDS = ("judge", "rubrics", "tailor", "augment", "decode", "encode", "answer")
 JUDGE_A1_START = "[The Start of Assistant 1's Answer]"
 JUDGE_A1_END = "[The End of Assistant 1's Answer]"
 JUDGE_A2_START = "[The Start of Assistant 2's Answer]"
@@ -20,6 +20,7 @@ _MARKERS = (
     ("judge", JUDGE_A1_START),
     ("rubrics", "Rubric 1:"),
     ("tailor", "Improved Instruction:"),
+    ("augment", "Answer Yes or No"),  # the check of an augmented combination (codeclm augment --check model)
     ("decode", "numbered list"),
     ("encode", "Use case:"),
 )
@@ -38,7 +39,7 @@ def classify_text(messages: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def classify(messages: list[dict[str, Any]]) -> str:
-    """Which pipeline prompt this is: judge, rubrics, tailor, decode, encode or answer."""
+    """Which pipeline prompt this is: judge, rubrics, tailor, augment, decode, encode or answer."""
     return classify_text(messages)[0]
 
 
@@ -87,6 +88,17 @@ def _decode_asked(prompt: str) -> tuple[int, str, list[str], str]:
     use_case = _last(_DECODE_USE, prompt) or "General assistance"
     skills = [s.strip() for s in _last(_DECODE_SKILLS, prompt).split(",") if s.strip()] or ["clear explanation"]
     return n, use_case, skills, _topic_key(prompt, use_case, skills)
+
+
+# The combination in an augment prompt (both prompt sets label it so).
+_AUGMENT_USE = re.compile(r"^Use of the instructions:[ \t]*(.+)$", re.M)
+_AUGMENT_SKILLS = re.compile(r"^Abilities a response needs:[ \t]*(.+)$", re.M)
+
+
+def _augment_asked(prompt: str) -> tuple[str, list[str]]:
+    """The use case and the skills an augment prompt asks about (the last ones: after the examples)."""
+    skills = [s.strip() for s in _last(_AUGMENT_SKILLS, prompt).split(",") if s.strip()]
+    return _last(_AUGMENT_USE, prompt), skills
 
 
 def _last(pattern: re.Pattern[str], prompt: str) -> str:

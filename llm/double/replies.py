@@ -16,12 +16,21 @@ from typing import Any
 
 from llm.double.chat import (
     chat_answer_reply,
+    chat_augment_reply,
     chat_decode_reply,
     chat_encode_reply,
     chat_rubrics_reply,
     chat_tailor_reply,
 )
-from llm.double.plain import answer_reply, decode_reply, encode_reply, judge_reply, rubrics_reply, tailor_reply
+from llm.double.plain import (
+    answer_reply,
+    augment_reply,
+    decode_reply,
+    encode_reply,
+    judge_reply,
+    rubrics_reply,
+    tailor_reply,
+)
 from llm.double.prompts import _all_text, classify_text
 
 STYLES = ("plain", "chat")
@@ -37,6 +46,8 @@ def answer_for(kind: str, messages: list[dict[str, Any]], model: str, style: str
         return chat_rubrics_reply(prompt) if chat else rubrics_reply(prompt)
     if kind == "tailor":
         return chat_tailor_reply(prompt) if chat else tailor_reply(prompt)
+    if kind == "augment":
+        return chat_augment_reply(prompt) if chat else augment_reply(prompt)
     if kind == "decode":
         return chat_decode_reply(prompt) if chat else decode_reply(prompt)
     if kind == "encode":

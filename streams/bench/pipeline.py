@@ -137,7 +137,7 @@ async def run_pipeline(
 
 
 async def _feed(settings: Settings, seeds: list[Seed], rate: float, fed_at: dict[str, float]) -> None:
-    def stamp(seed: Seed) -> None:
+    def stamp(seed: Record) -> None:
         fed_at[seed.id] = time.monotonic()
 
     await feed_seeds(settings, seeds, source="bench", rate=rate or None, on_fed=stamp)

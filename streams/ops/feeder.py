@@ -1,10 +1,11 @@
 """The one feeder: what the readers of streams.ops.seed_files yield (or any seeds) go to the
 seeds topic, bad lines to the dead-letter topic, seeds already fed are skipped, at an optional
-rate. `codeclm feed`, the demo, the bench and the tests all feed through it.
+rate. `codeclm feed`, the demo, the bench and the tests all feed through it. User-written
+metadata (streams.ops.metadata_files) goes the same way to the metadata topic (`topic`).
 
-Duplicates are found from the seeds topic itself: seeds are keyed by their id, so reading the
-topic's keys (values are not even decoded) tells which seeds it holds; no second topic has to
-be kept in step with it. The ids are kept in memory while feeding, so a seed repeated inside
+Duplicates are found from the topic itself: seeds (and metadata) are keyed by their id, so
+reading the topic's keys (values are not even decoded) tells which it holds; no second topic
+has to be kept in step with it. The ids are kept in memory while feeding, so a seed repeated inside
 the input is sent once too. What the topic no longer holds (past its retention) can be fed
 again; give the seeds topic `cleanup.policy=compact` to remember every seed (keyed by id,
 compaction keeps one record per seed).
@@ -26,12 +27,15 @@ from typing import Literal, cast
 
 from aiokafka import AIOKafkaProducer
 
-from schemas import DeadLetter, Record, Seed, derive_id
+from schemas import DeadLetter, Record, derive_id
 from schemas.codec import encode, original_payload, record_headers
+from schemas.topics import TopicName
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topic_io import idempotent_producer, read_messages
-from streams.ops.seed_files import BadLine, Item
+from streams.ops.seed_files import BadLine
 from streams.settings import Settings
+
+FeedItem = Record | BadLine  # a Seed (or a root Metadata) to send, or a bad input line
 
 _DONE = object()
 MAX_UNACKED = 10_000  # sends waiting for the broker's ack before feeding waits for them
@@ -39,15 +43,16 @@ MAX_UNACKED = 10_000  # sends waiting for the broker's ack before feeding waits 
 
 @dataclass
 class FeedStats:
-    read: int = 0  # seeds read (fed + duplicates)
+    read: int = 0  # records read (fed + duplicates)
     fed: int = 0
     duplicates: int = 0
     bad: int = 0
 
 
-async def fed_seed_ids(settings: Settings) -> set[str]:
-    """Ids of the seeds on the seeds topic now: its record keys, read without a consumer group."""
-    messages = read_messages(settings.kafka, [settings.topic("seeds")], max_partition_fetch_bytes=4 << 20)
+async def fed_ids(settings: Settings, topic: TopicName = "seeds") -> set[str]:
+    """Ids of the records on a topic now (the seeds topic's: its seeds): its record keys, read
+    without a consumer group."""
+    messages = read_messages(settings.kafka, [settings.topic(topic)], max_partition_fetch_bytes=4 << 20)
     return {m.key.decode("utf-8", "replace") async for m in messages if m.key}
 
 
@@ -87,21 +92,24 @@ class RateLimit:
 
 
 class Feeder:
-    """Sends items to Kafka. `on_bad(line)` and `on_progress(stats)` let the caller report."""
+    """Sends items to `topic` (seeds, or metadata for user-written metadata), bad lines to the
+    dead-letter topic. `on_bad(line)` and `on_progress(stats)` let the caller report."""
 
     def __init__(
         self,
         settings: Settings,
         source: str,
         *,
+        topic: TopicName = "seeds",
         allow_duplicates: bool = False,
         rate: float | None = None,
         on_bad: Callable[[BadLine], None] = lambda bad: None,
         on_progress: Callable[[FeedStats], None] = lambda stats: None,
-        on_fed: Callable[[Seed], None] = lambda seed: None,
+        on_fed: Callable[[Record], None] = lambda record: None,
     ):
         self.settings = settings
         self.source = source
+        self.topic = topic
         self.allow_duplicates = allow_duplicates
         self.rate = RateLimit(rate)
         self.on_bad = on_bad
@@ -111,11 +119,11 @@ class Feeder:
         self.known: set[str] = set()
         self._unacked: deque[asyncio.Future] = deque()
 
-    async def run(self, items: Iterator[Item], stop: threading.Event | None = None) -> FeedStats:
+    async def run(self, items: Iterator[FeedItem], stop: threading.Event | None = None) -> FeedStats:
         """Feed every item; returns when `items` ends (a followed input ends once `stop` is set)."""
         created = await ensure_topics(self.settings)
-        if not self.allow_duplicates and self.settings.topic("seeds") not in created:  # new: holds nothing
-            self.known = await fed_seed_ids(self.settings)
+        if not self.allow_duplicates and self.settings.topic(self.topic) not in created:  # new: holds nothing
+            self.known = await fed_ids(self.settings, self.topic)
         producer = idempotent_producer(self.settings.kafka, linger_ms=5)
         await producer.start()
         stop = stop or threading.Event()
@@ -135,8 +143,9 @@ class Feeder:
         self.on_progress(self.stats)
         return self.stats
 
-    async def _send(self, producer: AIOKafkaProducer, item: Item) -> None:
+    async def _send(self, producer: AIOKafkaProducer, item: FeedItem) -> None:
         record: Record
+        topic: TopicName
         if isinstance(item, BadLine):
             self.stats.bad += 1
             self.on_bad(item)
@@ -152,7 +161,7 @@ class Feeder:
             wait = self.rate.delay()
             if wait:
                 await asyncio.sleep(wait)
-            record, topic = item, "seeds"
+            record, topic = item, self.topic
             self.stats.fed += 1
             self.on_fed(item)
         future = await producer.send(
@@ -165,15 +174,17 @@ class Feeder:
 
 async def feed_seeds(
     settings: Settings,
-    items: Iterable[Item],
+    items: Iterable[FeedItem],
     *,
     source: str = "api",
+    topic: TopicName = "seeds",
     allow_duplicates: bool = False,
     rate: float | None = None,
-    on_fed: Callable[[Seed], None] = lambda seed: None,
+    on_fed: Callable[[Record], None] = lambda record: None,
 ) -> FeedStats:
-    """Feed seeds (and bad lines, as dead letters) from code: the demo, the bench, the tests."""
-    feeder = Feeder(settings, source, allow_duplicates=allow_duplicates, rate=rate, on_fed=on_fed)
+    """Feed seeds (and bad lines, as dead letters) from code: the demo, the bench, the tests;
+    with `topic="metadata"`, root metadata records."""
+    feeder = Feeder(settings, source, topic=topic, allow_duplicates=allow_duplicates, rate=rate, on_fed=on_fed)
     return await feeder.run(iter(list(items)))
 
 
@@ -181,7 +192,7 @@ class ThreadedReader:
     """Runs a (possibly blocking) iterator in a thread; hands its items over in chunks of what
     is ready, so a followed file's new lines are sent at once and a big file in large batches."""
 
-    def __init__(self, items: Iterator[Item], stop: threading.Event, chunk: int = 1000):
+    def __init__(self, items: Iterator[FeedItem], stop: threading.Event, chunk: int = 1000):
         self.stop = stop
         self.chunk = chunk
         self._queue: queue.Queue = queue.Queue(maxsize=10 * chunk)
@@ -190,7 +201,7 @@ class ThreadedReader:
         self._thread = threading.Thread(target=self._read, args=(items,), name="feed-reader", daemon=True)
         self._thread.start()
 
-    def _read(self, items: Iterator[Item]) -> None:
+    def _read(self, items: Iterator[FeedItem]) -> None:
         try:
             for item in items:
                 if not self._put(item) or self.stop.is_set():
@@ -216,7 +227,7 @@ class ThreadedReader:
                 continue
         return _DONE
 
-    async def next_chunk(self) -> list[Item] | None:
+    async def next_chunk(self) -> list[FeedItem] | None:
         """The items ready now (waiting for the first); None once the input has ended."""
         if self._ended:
             return None
@@ -226,7 +237,7 @@ class ThreadedReader:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        out: list[Item] = []
+        out: list[FeedItem] = []
         for item in items:
             if item is _DONE:
                 self._ended = True

@@ -5,6 +5,11 @@ everything is counted by id). A seed is complete when it was dead-lettered whole
 decode failed), or when decode's `siblings` basic instructions all have a verdict: accepted,
 rejected, dropped as a duplicate, or dead-lettered. Feed it agents.pipeline.CONSERVATION_TOPICS:
 `decoded` holds every basic instruction, `basic` only those dedup kept.
+
+Metadata that starts a root itself (a user fed it, or augmentation made it; `seed_id` is its
+own id) is accounted the same way, from the metadata record instead of a seed (give the
+ledger the metadata topic too, and an account knows such a root by `root_metadata`). A
+combination that augmentation's model check refused is no root: it is kept apart (`refused`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from schemas import AcceptedPair, DeadLetter, DuplicateInstruction, Instruction, Record, RejectedInstruction, Seed
+from agents.augment import STAGE_NAME as AUGMENT_STAGE
+from schemas import (
+    AcceptedPair,
+    DeadLetter,
+    DuplicateInstruction,
+    Instruction,
+    Metadata,
+    Record,
+    RejectedInstruction,
+    Seed,
+)
 
 
 @dataclass
@@ -26,6 +41,7 @@ class SeedAccount:
     duplicates: dict[str, DuplicateInstruction] = field(default_factory=dict)  # by root id (dedup)
     dead: set[str] = field(default_factory=set)
     seed_dead_reason: str | None = None  # encode or decode failed: no instructions at all
+    root_metadata: Metadata | None = None  # the metadata that started the root, when no seed did
 
     @property
     def terminal(self) -> set[str]:
@@ -58,6 +74,7 @@ class Ledger:
     unattributed_dead: int = 0  # dead letters of records too broken to name a seed
     seen_ids: set[str] = field(default_factory=set)
     duplicates: Counter[str] = field(default_factory=Counter)  # topic -> repeated ids
+    refused: dict[str, DeadLetter] = field(default_factory=dict)  # augmentation's refused combinations, by id
 
     def account(self, seed_id: str) -> SeedAccount:
         return self.seeds.setdefault(seed_id, SeedAccount(seed_id))
@@ -71,9 +88,14 @@ class Ledger:
         if isinstance(record, DeadLetter) and not record.seed_id:
             self.unattributed_dead += 1
             return
+        if isinstance(record, DeadLetter) and record.stage == AUGMENT_STAGE:
+            self.refused[record.seed_id] = record
+            return
         account = self.account(record.seed_id)
         if isinstance(record, Seed):
             account.text = record.text
+        elif isinstance(record, Metadata) and record.is_root:
+            account.root_metadata = record
         elif isinstance(record, Instruction) and record.iteration == 1:
             account.generated.add(record.root_id)
             account.expected = record.siblings

@@ -109,16 +109,24 @@ def valid_utf8(text: str) -> bool:
     return True
 
 
-def parse_jsonl_line(
-    line: str, number: int, source: str, text_field: str | None = None, keep: Keep | None = None
-) -> Item:
+def json_line(line: str, number: int) -> tuple[str, Any] | BadLine:
+    """A JSONL line without its line end, and its JSON value; or the BadLine saying why not."""
     raw = line.rstrip("\r\n")
     if not valid_utf8(raw):
         return BadLine(number, "not valid UTF-8", raw, "UnicodeDecodeError")
     try:
-        obj = orjson.loads(line)
+        return raw, orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         return BadLine(number, f"not JSON: {exc}", raw, "JSONDecodeError")
+
+
+def parse_jsonl_line(
+    line: str, number: int, source: str, text_field: str | None = None, keep: Keep | None = None
+) -> Item:
+    read = json_line(line, number)
+    if isinstance(read, BadLine):
+        return read
+    raw, obj = read
     if isinstance(obj, str):
         return seed_or_bad(obj, number, source, raw, "<string>")
     if not isinstance(obj, dict):
@@ -184,25 +192,49 @@ def read_jsonl(lines: Iterable[str], source: str, text_field: str | None = None,
 
 def read_csv(lines: Iterable[str], source: str, text_field: str | None = None, keep: Keep = None) -> Iterator[Item]:
     """A CSV file with a header row; quoted fields may span lines (numbers are the row's first line)."""
+    table = csv_table(lines)
+    if table is None:
+        return
+    header, rows = table
+    field = text_column(header, text_field, source)
+    check_kept_columns(header, keep, source)
+    for row in rows:
+        if isinstance(row, BadLine):
+            yield row
+        else:
+            attributes = attributes_of_row(row.cells, field, keep)
+            yield seed_or_bad(row.cells[field], row.line, source, row.raw, field, attributes)
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int  # the row's first line (a quoted field may span lines)
+    cells: dict[str, str]  # column -> value, in the header's order
+    raw: str  # the row written back as one CSV line, for a dead letter
+
+
+def csv_table(lines: Iterable[str]) -> tuple[list[str], Iterator[CsvRow | BadLine]] | None:
+    """The header of a CSV file and its rows, blank rows skipped, a row whose number of fields
+    is not the header's a BadLine; None for an empty file."""
     reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
-        return
-    field = text_column(header, text_field, source)
-    check_kept_columns(header, keep, source)
-    column = header.index(field)
-    first = reader.line_num + 1
-    for row in reader:
-        number, first = first, reader.line_num + 1
-        if not any(cell.strip() for cell in row):
-            continue
-        raw = _csv_line(row)
-        if len(row) != len(header):
-            yield BadLine(number, f"{len(row)} fields, the header has {len(header)}", raw, "WrongFieldCount")
-        else:
-            attributes = attributes_of_row(dict(zip(header, row, strict=True)), field, keep)
-            yield seed_or_bad(row[column], number, source, raw, field, attributes)
+        return None
+
+    def rows() -> Iterator[CsvRow | BadLine]:
+        first = reader.line_num + 1
+        for row in reader:
+            number, first = first, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            raw = _csv_line(row)
+            if len(row) != len(header):
+                yield BadLine(number, f"{len(row)} fields, the header has {len(header)}", raw, "WrongFieldCount")
+            else:
+                yield CsvRow(number, dict(zip(header, row, strict=True)), raw)
+
+    return header, rows()
 
 
 def _csv_line(row: list[str]) -> str:
@@ -276,9 +308,12 @@ def read_items(
 
 
 def text_stream(binary: IO[bytes], fmt: str) -> io.TextIOWrapper:
-    """UTF-8 text of a byte stream; bytes that are not UTF-8 survive as surrogate escapes, so
-    their line becomes a bad line with the original bytes, not a silently altered seed."""
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="" if fmt == "csv" else None)
+    """UTF-8 text of a byte stream, without the byte-order mark some editors (Excel's "CSV
+    UTF-8") put first; bytes that are not UTF-8 survive as surrogate escapes, so their line
+    becomes a bad line with the original bytes, not a silently altered seed."""
+    return io.TextIOWrapper(
+        binary, encoding="utf-8-sig", errors="surrogateescape", newline="" if fmt == "csv" else None
+    )
 
 
 def read_seeds(path: Path, text_field: str | None = None, fmt: str | None = None, keep: Keep = None) -> Iterator[Item]:

@@ -1,6 +1,8 @@
 """One seed's tree, from the records on the topics: its metadata, each basic instruction and
 every iteration it went through (the instruction, both scores and the gap, the verdict), and
-its dead letters. Pure: the records come in, text comes out."""
+its dead letters. A root that starts at metadata (fed with `feed --metadata`, or made by
+augmentation) is traced the same way by its metadata id. Pure: the records come in, text
+comes out."""
 
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def build(seed_id: str, records: Iterable[tuple[str, Record]]) -> SeedTrace:
 def render(trace: SeedTrace, width: int = 100) -> str:
     if not trace.found:
         return f"no records of seed {trace.seed_id}"
-    lines = [f"seed {trace.seed_id}: {_cut(trace.seed.text if trace.seed else '(seed record not found)', width)}"]
+    lines = [root_line(trace, width)]
     for d in trace.seed_dead:
         lines.append(f"  DEAD LETTER ({d.stage}, {d.error_class}): {_cut(d.reason, width)}")
     if trace.metadata is not None:
@@ -119,6 +121,17 @@ def render(trace: SeedTrace, width: int = 100) -> str:
         for d in root.dead:
             lines.append(f"    DEAD LETTER ({d.stage}, {d.error_class}): {_cut(d.reason, width)}")
     return "\n".join(lines)
+
+
+def root_line(trace: SeedTrace, width: int) -> str:
+    """What the tree starts at: the seed, or metadata with no seed before it."""
+    meta = trace.metadata
+    if trace.seed is None and meta is not None and meta.is_root:
+        how = (
+            f"made by augmentation from {' + '.join(meta.augmented_from)}" if meta.augmented_from else "fed as metadata"
+        )
+        return f"metadata root {trace.seed_id}: {how} (no seed)"
+    return f"seed {trace.seed_id}: {_cut(trace.seed.text if trace.seed else '(seed record not found)', width)}"
 
 
 def verdict_of(root: RootTrace) -> str:

@@ -31,6 +31,7 @@ from schemas import (
 )
 from schemas.topics import TOPICS
 from streams.ops.dead_letter_replay import reason_kind
+from streams.report.coverage import AugmentationCoverage, augmentation_coverage
 from streams.report.pair_cost import PairCostFigures, pair_cost_figures
 
 if TYPE_CHECKING:
@@ -166,9 +167,13 @@ class Report:
     cost_per_pair: PairCostFigures
     window: dict[str, float | None] = field(default_factory=dict)
     breakdown: Breakdown | None = None  # by a seed attribute, when asked for (--by)
+    # what metadata augmentation added to the coverage (None: no augmented metadata in the run)
+    augmentation: AugmentationCoverage | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.augmentation is not None:
+            data["augmentation"]["added"] = asdict(self.augmentation.added)
         data["diversity"].pop("nearest_similarity")  # one number per instruction: the plot's, not the summary's
         for basis in ("pair", "run"):
             cost = getattr(self.cost_per_pair, basis)
@@ -452,7 +457,9 @@ def compute(
     basic = _of(by_topic, "basic", Instruction)
     decoded = _of(by_topic, "decoded", Instruction)
 
-    seed_meta = [m.metadata for m in metadata]
+    # The distribution to match is the one the user gave (seeds, metadata written by hand), not
+    # what augmentation added on purpose.
+    seed_meta = [m.metadata for m in metadata if not m.augmented_from]
     pair_meta = [p.metadata for p in accepted]
     rich = has_rich_fields([*seed_meta, *pair_meta])
     names = ("use_case", "skills", *(RICH_FIELDS if rich else ()))
@@ -490,6 +497,7 @@ def compute(
         cost_per_pair=pair_cost_figures(accepted, all_calls, prices),
         window={"since": since, "until": until},
         breakdown=_breakdown(by, by_topic, metadata, accepted, rejected) if by else None,
+        augmentation=augmentation_coverage(metadata, accepted),
     )
 
 

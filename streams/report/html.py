@@ -66,6 +66,7 @@ def render(report: Report, *, topic_prefix: str, generated_at: float) -> str:
         _cards(report),
         _distributions(report),
         _breakdown(report),
+        _augmentation(report),
         _grid([_gap(report), _iterations(report)]),
         _grid([_diversity(report), _duplicates(report)]),
         _stages(report),
@@ -121,6 +122,22 @@ def _distributions(r: Report) -> str:
         intro += " Domain, difficulty and format constraints: not extracted in this run (pipeline.rich_metadata off)."
     head = f"<h2>Distribution match: seeds vs accepted pairs</h2><p class='note'>{escape(intro)}</p>"
     return _section([head, _grid([_distribution(d) for d in r.distributions], tag="div")])
+
+
+def _augmentation(r: Report) -> str:
+    c = r.augmentation
+    if c is None:
+        return ""
+    note = (
+        f"{c.augmented_metadata} augmented metadata (codeclm augment), {c.accepted_from_augmented} accepted pairs "
+        "from them. Distinct labels of the accepted pairs without and with those pairs."
+    )
+    rows = [
+        [what, str(getattr(c.before, name)), str(getattr(c.after, name)), f"+{getattr(c.added, name)}"]
+        for what, name in (("use cases", "use_cases"), ("skills", "skills"), ("use case x skill pairs", "pairs"))
+    ]
+    table = _table(["distinct", "without augmentation", "with", "added"], rows, "lrrr")
+    return _section(["<h2>What metadata augmentation added</h2>", f"<p class='note'>{escape(note)}</p>", table])
 
 
 def _distribution(dist: Distribution) -> str:

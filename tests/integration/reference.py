@@ -7,6 +7,7 @@ keeps depends on the order they arrive in, so compare id for id only runs withou
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agents import contrast, decode, encode, tailor
@@ -16,7 +17,7 @@ from agents.dedup import Deduplicator
 from agents.dedup.embeddings import embedder
 from llm.base import Completion, Message
 from llm.double import answer_for, classify, count_tokens, truncate_words
-from schemas import Record, Seed
+from schemas import Metadata, Record, Seed
 from streams.settings import Settings
 
 
@@ -62,13 +63,14 @@ class Reference:
     calls: int = 0
 
 
-async def reference_run(settings: Settings, seeds: list[Seed]) -> Reference:
+async def reference_run(settings: Settings, seeds: list[Seed], metadata: Sequence[Metadata] = ()) -> Reference:
+    """Every record the stages make from `seeds` and from root `metadata` (fed as metadata)."""
     strong = DoubleAnswers(settings.strong.model)
     target = DoubleAnswers(settings.target.model)
     context = StageContext(strong=strong, target=target, judge=strong, pipeline=settings.pipeline)
     dedup = Deduplicator(embed=embedder(settings.dedup), threshold=settings.dedup.similarity_threshold)
     result = Reference()
-    queue: deque[tuple[str, Record]] = deque(("seeds", s) for s in seeds)
+    queue: deque[tuple[str, Record]] = deque([*(("seeds", s) for s in seeds), *(("metadata", m) for m in metadata)])
     while queue:
         topic, record = queue.popleft()
         result.ids.setdefault(topic, set()).add(record.id)

@@ -148,6 +148,7 @@ MARKERS = {
     "decode": ("numbered list", "Generate {n} "),
     "rubrics": ("Rubric 1:", "{k} rubrics"),
     "tailor": ("Improved Instruction:", "#Instruction#:"),
+    "augment": ("Answer Yes or No", "Use of the instructions:", "Abilities a response needs:"),
     "judge": (
         "[The Start of Assistant 1's Answer]",
         "[The End of Assistant 1's Answer]",

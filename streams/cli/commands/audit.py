@@ -1,6 +1,6 @@
-"""`codeclm audit`: does conservation hold? Every seed produced its instructions or was
-dead-lettered, and every instruction ended in one verdict or a dead letter. Exits 1, naming
-what is missing, when it does not."""
+"""`codeclm audit`: does conservation hold? Every seed (and every metadata fed as metadata or
+made by augmentation) produced its instructions or was dead-lettered, and every instruction
+ended in one verdict or a dead letter. Exits 1, naming what is missing, when it does not."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from streams.cli import add_settings_flags, settings_from_args
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="check that every seed and instruction is accounted for; exit 1 if not")
-    p.add_argument("--seed", dest="seed_ids", action="append", metavar="SEED_ID", help="only these seeds (repeatable)")
+    p.add_argument(
+        "--seed",
+        dest="seed_ids",
+        action="append",
+        metavar="SEED_ID",
+        help="only these seeds or metadata roots (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     add_settings_flags(p, pipeline=False)
     p.set_defaults(func=run)

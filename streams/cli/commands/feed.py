@@ -1,5 +1,7 @@
 """`codeclm feed FILE|-`: send seed instructions (JSONL, CSV, Parquet, text, standard input) to the
-seeds topic; bad lines go to the dead-letter topic, seeds already fed are skipped."""
+seeds topic; bad lines go to the dead-letter topic, seeds already fed are skipped.
+`codeclm feed --metadata FILE|-`: send metadata a user wrote (JSONL or CSV, a use case and
+skills per row) straight to the metadata topic, the same way."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.cli import add_settings_flags, settings_quietly
+
+if TYPE_CHECKING:
+    from streams.ops.feeder import FeedItem
 
 SHOWN_BAD_LINES = 20  # more are counted and dead-lettered, not printed
 
@@ -20,13 +27,21 @@ SHOWN_BAD_LINES = 20  # more are counted and dead-lettered, not printed
 SUMMARY = "send seed instructions from a JSONL, CSV, Parquet or text file, or - for standard input"
 DETAILS = (
     "Bad lines are reported with their line number and sent to the dead-letter topic; "
-    "seeds already on the seeds topic (same normalised text) are skipped."
+    "seeds already on the seeds topic (same normalised text) are skipped. With --metadata, the rows "
+    "(use_case and skills, as a JSON list or separated by ; or ,) go to the metadata topic as metadata "
+    "that starts a root of its own; metadata already there (same use case and skills) is skipped."
 )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("feed", help=SUMMARY, description=DETAILS)
-    p.add_argument("file", help="input file, or - for standard input")
+    p.add_argument("file", nargs="?", help="input file of seeds, or - for standard input")
+    p.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help="instead of seeds: a JSONL or CSV file (or -) of metadata, a use_case and skills per row, "
+        "sent to the metadata topic",
+    )
     p.add_argument(
         "--format",
         choices=["jsonl", "csv", "parquet", "text"],
@@ -55,14 +70,26 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_quietly(args)
     try:
+        check_input_flags(args)
         return asyncio.run(_run(settings, args))
     except FeedError as exc:
         print(f"codeclm feed: {exc}", file=sys.stderr)
         return 2
 
 
+def check_input_flags(args: argparse.Namespace) -> None:
+    """One input, seeds or metadata, and only the flags that input takes (FeedError otherwise)."""
+    from streams.ops.seed_files import FeedError
+
+    if (args.file is None) == (args.metadata is None):
+        raise FeedError("give a file of seeds or --metadata FILE (one of them)")
+    if args.metadata is not None and args.text_field:
+        raise FeedError("--text-field names the instruction of a seed; metadata rows have use_case and skills")
+
+
 async def _run(settings, args: argparse.Namespace) -> int:
     from streams.ops.feeder import Feeder
+    from streams.ops.metadata_files import read_metadata_items
     from streams.ops.seed_files import (
         FeedError,
         Keep,
@@ -73,12 +100,16 @@ async def _run(settings, args: argparse.Namespace) -> int:
         text_stream,
     )
 
-    stdin = args.file == "-"
-    fmt = args.format or ("text" if stdin else detect_format(args.file))
-    source = "stdin" if stdin else Path(args.file).name
-    path = Path(args.file)
+    metadata = args.metadata is not None
+    name = args.metadata if metadata else args.file
+    stdin = name == "-"
+    fmt = args.format or (("jsonl" if metadata else "text") if stdin else detect_format(name))
+    source = "stdin" if stdin else Path(name).name
+    path = Path(name)
     if not stdin and not path.is_file():
-        raise FeedError(f"{args.file}: no such file")
+        raise FeedError(f"{name}: no such file")
+    if metadata and fmt not in ("jsonl", "csv"):
+        raise FeedError(f"{name}: metadata is read from jsonl or csv (.jsonl, .csv, or --format), not {fmt}")
     if fmt == "parquet" and (args.follow or stdin):
         raise FeedError("Parquet is read from a file, whole: --follow and standard input take jsonl, csv or text")
 
@@ -99,6 +130,7 @@ async def _run(settings, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, on_signal)
 
     total: int | None
+    items: Iterator[FeedItem]
     with ExitStack() as stack:
         if fmt == "parquet":
             items = read_parquet(path, args.text_field, keep=keep)
@@ -109,13 +141,19 @@ async def _run(settings, args: argparse.Namespace) -> int:
             if stdin:
                 stack.callback(stream.detach)  # leave standard input itself open
             total = None if stdin or args.follow else count_lines(path) - (1 if fmt == "csv" else 0)
-            items = read_items(
-                stream, fmt, source, args.text_field, follow=args.follow, poll=args.poll, stop=stop, keep=keep
-            )
-        progress = stack.enter_context(Progress(total, args.file))
+            if metadata:
+                items = read_metadata_items(
+                    stream, fmt, source, follow=args.follow, poll=args.poll, stop=stop, keep=keep
+                )
+            else:
+                items = read_items(
+                    stream, fmt, source, args.text_field, follow=args.follow, poll=args.poll, stop=stop, keep=keep
+                )
+        progress = stack.enter_context(Progress(total, name))
         feeder = Feeder(
             settings,
             source,
+            topic="metadata" if metadata else "seeds",
             allow_duplicates=args.allow_duplicates,
             rate=args.rate,
             on_bad=progress.bad_line,
@@ -123,8 +161,9 @@ async def _run(settings, args: argparse.Namespace) -> int:
         )
         stats = await feeder.run(items, stop)
     skipped = "" if args.allow_duplicates else f", {stats.duplicates} already fed (skipped)"
+    what, topic = ("metadata records", "metadata") if metadata else ("seeds", "seeds")
     print(
-        f"fed {stats.fed} seeds to {settings.topic('seeds')}{skipped}, "
+        f"fed {stats.fed} {what} to {settings.topic(topic)}{skipped}, "
         f"{stats.bad} bad lines to {settings.topic('deadletter')}"
         + (" (interrupted)" if interrupted.is_set() and not args.follow else "")
     )

@@ -1,6 +1,7 @@
 """`codeclm report`: a run's figures from its topics, as report.html (self-contained, opens
 offline) and report.json: distribution match, diversity, score gaps, iterations, duplicates
-dropped, LLM cost per stage and per accepted pair, and dead letters."""
+dropped, LLM cost per stage and per accepted pair, what metadata augmentation added to the
+coverage of use cases and skills, and dead letters."""
 
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for line in breakdown_lines(report):
         print(f"  {line}")
+    if report.augmentation is not None:
+        from streams.report.coverage import coverage_lines
+
+        for line in coverage_lines(report.augmentation):
+            print(f"  {line}")
     return 0
 
 

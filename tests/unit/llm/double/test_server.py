@@ -72,7 +72,15 @@ async def test_models_stats_and_reset(http):
 
         _, stats = await get_json(http, double, "/stats")
         assert stats["calls"] == 3
-        assert stats["by_kind"] == {"judge": 0, "rubrics": 0, "tailor": 0, "decode": 1, "encode": 0, "answer": 1}
+        assert stats["by_kind"] == {
+            "judge": 0,
+            "rubrics": 0,
+            "tailor": 0,
+            "augment": 0,
+            "decode": 1,
+            "encode": 0,
+            "answer": 1,
+        }
         assert stats["by_status"] == {"200": 2, "400": 1}
         assert stats["prompt_tokens"] == len(DECODE.split()) + 1
         assert stats["completion_tokens"] > 0
