@@ -23,7 +23,7 @@ from agents.base import StageFailure
 from agents.prompt_sets import load_prompt_set
 from llm.base import ChatModel
 from schemas import DeadLetter, LLMCall, Metadata, Record, derive_id
-from schemas.codec import encode
+from schemas.codec import encode, record_headers
 from streams.kafka.admin import ensure_topics
 from streams.kafka.topic_io import idempotent_producer, produce_all, read_records
 from streams.settings import Settings
@@ -181,6 +181,6 @@ async def _verdict(strong: ChatModel, candidate: Candidate, settings: Settings) 
     return Verdict(record, (reason, REFUSED), len(asked.calls))
 
 
-def _message(settings: Settings, record: Record) -> tuple[str, bytes, bytes, None]:
+def _message(settings: Settings, record: Record) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
     topic = "metadata" if isinstance(record, Metadata) else "deadletter"
-    return settings.topic(topic), record.id.encode(), encode(record), None
+    return settings.topic(topic), record.id.encode(), encode(record), record_headers(record)

@@ -174,6 +174,8 @@ def test_records_with_added_fields_go_through_every_stage_and_every_command(
     assert listed.returncode == 0 and "UnicodeDecodeError" in listed.stdout, listed.stderr
     lag = codeclm(later, "lag", "--app-id", later.worker.app_id)
     assert lag.returncode == 0, lag.stderr
+    augment = codeclm(later, "augment", "--count", "2", "--dry-run")
+    assert augment.returncode == 0, augment.stdout + augment.stderr
     refeed = tmp_path / "seeds.txt"
     refeed.write_text("".join(f"{s.text}\n" for s in seeds))
     fed = codeclm(later, "feed", str(refeed))

@@ -19,7 +19,7 @@ from streams.ops.feeder import feed_seeds
 from streams.ops.ledger import Ledger
 from streams.ops.metadata_files import read_metadata
 from streams.settings import Settings, overlay
-from tests.integration.test_audit import cli
+from tests.integration.commands import codeclm as cli
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
